@@ -294,9 +294,11 @@ class SRNet(nn.Module):
             x = x * self.input_scale
         head = self.head(x)
         out, outputs, first = head, [], None
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             out, first = block(out)
-            outputs.append(out)
+            # Keep only the outputs a fusion reads, so sequential bodies hold one block's features at a time.
+            if self.fusion == "concat" or (self.fusion == "span_taps" and index == 0):
+                outputs.append(out)
         if self.fusion == "span_taps":
             out = self.fuse(torch.cat([head, self.body_conv(out), outputs[0], first], dim=1))
         else:

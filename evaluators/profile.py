@@ -1,0 +1,93 @@
+"""A side-by-side summary of models: challenge complexity, latency relative to a reference, peak memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
+from evaluators.latency import measure_relative_latency
+from evaluators.memory import measure_memory
+
+
+def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, device: str | torch.device = "cpu",
+                   input_shape: tuple[int, ...] | None = None,
+                   complexity_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE, dtype: str = "fp32",
+                   channels_last: bool = False, repeats: int | None = None, warmup: int | None = None,
+                   rounds: int = 5, threads: int | None = None) -> list[dict[str, Any]]:
+    """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
+
+    Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input;
+    latency is timed interleaved with `reference` (the IMDN baseline) and memory is measured at the
+    latency input (`measure_latency`'s per-device default when None). Each record carries its `settings`.
+    """
+    records = []
+    for name, model in models:
+        complexity = profile_complexity(model, input_shape=complexity_shape)
+        latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape, dtype=dtype,
+                                           channels_last=channels_last, warmup=warmup, repeats=repeats,
+                                           rounds=rounds, threads=threads)
+        timed = latency.candidate
+        memory = measure_memory(model, device=device, input_shape=timed.input_shape, dtype=dtype)
+        records.append({
+            "name": name,
+            "params": complexity.params,
+            "flops_g": complexity.flops_g,
+            "activations_m": complexity.activations_m,
+            "convs": complexity.convs,
+            "latency_ms": timed.median_ms,
+            "latency_ratio": latency.ratio,
+            "memory_mb": memory.peak_mb,
+            "memory_method": memory.method,
+            "settings": {
+                "device": timed.device_name,
+                "dtype": dtype,
+                "latency_input_shape": timed.input_shape,
+                "complexity_input_shape": complexity.input_shape,
+                "repeats": timed.repeats,
+                "warmup": timed.warmup,
+                "rounds": rounds,
+                "threads": timed.threads,
+                "channels_last": channels_last,
+                "cudnn_benchmark": timed.cudnn_benchmark,
+                "timer": timed.timer,
+            },
+        })
+    return records
+
+
+_COLUMNS = (  # (header, record key, format)
+    ("name", "name", "{}"),
+    ("params", "params", "{:,}"),
+    ("FLOPs [G]", "flops_g", "{:.2f}"),
+    ("acts [M]", "activations_m", "{:.2f}"),
+    ("#conv", "convs", "{}"),
+    ("latency median [ms]", "latency_ms", "{:.2f}"),
+    ("ratio to IMDN", "latency_ratio", "{:.3f}"),
+    ("memory [MB]", "memory_mb", "{:.1f}"),
+)
+
+
+def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
+    """An aligned text table of `profile_models` records, then one line with their (shared) measurement settings."""
+    if not records:
+        raise ValueError("no records to format")
+    rows = [[header for header, _, _ in _COLUMNS]]
+    rows += [[fmt.format(record[key]) for _, key, fmt in _COLUMNS] for record in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    s = records[0]["settings"]
+    memory_methods = sorted({record["memory_method"] for record in records})
+    lines.append(
+        f"settings: {s['device']}, {s['dtype']}, latency input 1x{'x'.join(map(str, s['latency_input_shape']))} "
+        f"(median of {s['repeats']} calls after {s['warmup']} warm-up, {s['rounds']} interleaved rounds, "
+        f"{s['timer']}), {s['threads']} threads, channels_last={s['channels_last']}, "
+        f"cudnn.benchmark={s['cudnn_benchmark']}; complexity at 1x{'x'.join(map(str, s['complexity_input_shape']))}; "
+        f"memory: {', '.join(memory_methods)}"
+    )
+    return "\n".join(lines)

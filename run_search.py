@@ -1,0 +1,201 @@
+"""Command line of the toolkit.
+
+  python run_search.py --track runtime                  search (the default command)
+  python run_search.py profile imdn rfdn rlfn cfg.json  the challenge's model summary for any config
+  python run_search.py report --study NAME              tables and plots of a stored study
+  python run_search.py export --study NAME --top 3      standalone model files of the best trials
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+COMMANDS = ("search", "profile", "report", "export")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else "search"
+    args = (argv[1:] if argv and argv[0] in COMMANDS else argv)
+    parser = PARSERS[command]()
+    options = parser.parse_args(args)
+    try:
+        return HANDLERS[command](options)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, LookupError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def shape(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CxHxW like 3x64x64, got {text!r}") from None
+    if min(c, h, w) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return c, h, w
+
+
+def search_parser() -> argparse.ArgumentParser:
+    from search.settings import SAMPLERS, SearchSettings
+    d = SearchSettings()
+    p = argparse.ArgumentParser(prog="run_search.py", description="Search x4 SR architectures for an NTIRE track.")
+    p.add_argument("--track", default=d.track, help="runtime (main) | complexity | overall")
+    p.add_argument("--space", default=d.space, help="imdn | mixed")
+    p.add_argument("--sampler", default=d.sampler, help=" | ".join(SAMPLERS))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--trials", type=int, default=d.trials, help="trials in the study, references included")
+    p.add_argument("--budget", default=d.budget, help="proxy training preset: smoke | quick | standard | full")
+    p.add_argument("--iterations", type=int, help="override the budget's training steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--patch", type=int, help="LR patch size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--data", help="a DIV2K folder (default: the photographs embedded in scikit-image)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
+    p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")
+    p.add_argument("--psnr-floor", default=d.psnr_floor, help="calibrated | imdn-margin")
+    p.add_argument("--floor", type=float, default=d.floor, help="predicted PSNR floor [dB] (calibrated)")
+    p.add_argument("--margin", type=float, default=d.margin, help="dB under IMDN's proxy PSNR (imdn-margin)")
+    p.add_argument("--no-early-stop", dest="early_stop", action="store_false")
+    p.add_argument("--early-stop-margin", type=float, default=d.early_stop_margin)
+    p.add_argument("--reeval-top", type=int, default=d.reeval_top, help="Pareto members re-trained (0: off)")
+    p.add_argument("--reeval-seeds", type=int, default=d.reeval_seeds, help="extra seeds in re-evaluation")
+    p.add_argument("--reeval-budget", type=float, default=d.reeval_budget, help="budget multiple in re-evaluation")
+    p.add_argument("--study-name", help="default: <track>-<space>-<budget>")
+    p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:PATH)")
+    p.add_argument("--results", default=d.results, help="folder of run outputs")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes sharing the study")
+    p.add_argument("--no-export", dest="export_winner", action="store_false")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    return p
+
+
+def run_search_command(options: argparse.Namespace) -> int:
+    from search.runner import run_search
+    from search.settings import SearchSettings
+    settings = SearchSettings(**{k: v for k, v in vars(options).items()})
+    summary = run_search(settings)
+    return 0 if summary.trials else 1
+
+
+def profile_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_search.py profile",
+                                description="Params, FLOPs, activations, #conv, latency and memory of models.")
+    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, imdn_paper, span) or config JSON files")
+    p.add_argument("--json", action="store_true", help="print a JSON list of records")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
+    p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--repeats", type=int, help="timed calls per model")
+    return p
+
+
+def run_profile_command(options: argparse.Namespace) -> int:
+    import json
+
+    from evaluators.profile import format_profile_table, profile_models
+    from search.runner import resolve_device
+    from spaces import REFERENCES, ArchConfig, build_model, get_reference, inference_form
+    models = []
+    for item in options.models:
+        config = get_reference(item) if item in REFERENCES or not item.endswith(".json") else ArchConfig.load(item)
+        models.append((item, inference_form(build_model(config))))
+    kwargs = {"repeats": options.repeats} if options.repeats else {}
+    records = profile_models(models, reference=inference_form(build_model(get_reference("imdn"))),
+                             device=resolve_device(options.device), input_shape=options.input, dtype=options.dtype,
+                             channels_last=options.channels_last, **kwargs)
+    print(json.dumps(records, indent=2) if options.json else format_profile_table(records))
+    return 0
+
+
+def study_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"run_search.py {prog}", description=description)
+    p.add_argument("--study", required=True, help="study name (a folder under --results)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite under results/<study>/)")
+    p.add_argument("--results", default="results")
+    return p
+
+
+def report_parser() -> argparse.ArgumentParser:
+    return study_parser("report", "Tables, leaderboard and plots of a stored study.")
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = study_parser("export", "Standalone model files (torch only), weights, config, metrics and ONNX.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--top", type=int, default=1, help="the K best feasible trials of the leaderboard")
+    which.add_argument("--trial", type=int, help="one trial by number")
+    p.add_argument("--out", help="output folder (default: results/<study>/export)")
+    return p
+
+
+def stored_settings(options: argparse.Namespace):
+    """The settings a stored study was created with (its track, budget, ...), for report and export."""
+    import optuna
+
+    from search.settings import SearchSettings
+    from search.study import make_storage
+    storage_url = options.storage or f"sqlite:///{(Path(options.results) / options.study / 'study.db').as_posix()}"
+    if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).is_file():
+        raise ValueError(f"no study {options.study!r} under {options.results}/ (expected {storage_url[10:]}); "
+                         f"check --study or give --storage")
+    try:
+        study = optuna.load_study(study_name=options.study, storage=make_storage(storage_url))
+    except KeyError:
+        raise ValueError(f"storage {storage_url} holds no study named {options.study!r}") from None
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        raise ValueError(f"study {options.study!r} was not created by this toolkit (no settings stored)")
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+    return study, SearchSettings(**stored, study_name=options.study, storage=options.storage, results=options.results)
+
+
+def run_report_command(options: argparse.Namespace) -> int:
+    from search.runner import finish
+    _, settings = stored_settings(options)
+    finish(settings.replace(reeval_top=0, export_winner=False), say=print)
+    return 0
+
+
+def run_export_command(options: argparse.Namespace) -> int:
+    from search.report import leaderboard, references_frame, trials_frame
+    from search.runner import export_trials
+    from search.tracks import get_track
+    study, settings = stored_settings(options)
+    track = get_track(settings.track)
+    frame = trials_frame(study, track)
+    out = Path(options.out) if options.out else settings.run_dir / "export"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if options.trial is not None:
+        if options.trial not in set(frame["number"]):
+            raise ValueError(f"study {settings.name!r} has no trial #{options.trial}")
+        numbers = [options.trial]
+    else:
+        if options.top <= 0:
+            raise ValueError(f"--top must be positive, got {options.top}")
+        board = leaderboard(frame, references_frame(study), track)
+        numbers = [int(n) for n in board.loc[board["name"] == "trial", "number"].head(options.top)]
+        if not numbers:
+            raise ValueError(f"study {settings.name!r} has no feasible sampled trial to export")
+    export_trials(study, frame, numbers, out_dir=out, artifacts_dir=settings.run_dir / "artifacts", say=print)
+    return 0
+
+
+PARSERS = {"search": search_parser, "profile": profile_parser, "report": report_parser, "export": export_parser}
+HANDLERS = {"search": run_search_command, "profile": run_profile_command, "report": run_report_command,
+            "export": run_export_command}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Measure one architecture: complexity (cheap), speed on the target device, then proxy training.
+
+Complexity, latency and memory are measured on the inference form (re-parameterised convs fused).
+Latency is measured interleaved with the IMDN baseline, so the ratio survives a noisy machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import train_proxy
+from evaluators.complexity import profile_complexity
+from evaluators.latency import device_lock, measure_latency, measure_relative_latency
+from evaluators.memory import measure_memory
+from spaces import ArchConfig, build_model, get_reference, inference_form
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How speed is measured in a study: the same for every candidate and reference."""
+
+    device: str
+    latency_input: tuple[int, int, int] | None
+    dtype: str = "fp32"
+    complexity_input: tuple[int, int, int] = (3, 256, 256)
+
+    def baseline(self) -> nn.Module:
+        return inference_form(build_model(get_reference("imdn")))
+
+
+def measure_complexity(config: ArchConfig, *, measurement: Measurement) -> dict[str, Any]:
+    report = profile_complexity(inference_form(build_model(config)), input_shape=measurement.complexity_input)
+    return {"params": report.params, "flops_g": report.flops_g, "activations_m": report.activations_m,
+            "convs": report.convs}
+
+
+def measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.Module) -> dict[str, Any]:
+    """Latency (median, and ratio to the baseline measured side by side) and peak memory."""
+    model = inference_form(build_model(config))
+    common = dict(device=measurement.device, input_shape=measurement.latency_input, dtype=measurement.dtype)
+    with device_lock(measurement.device):
+        if config == get_reference("imdn"):
+            # The baseline against itself is 1 by definition; its own time is still measured.
+            latency = measure_latency(model, **common)
+            ratio, baseline_ms = 1.0, latency.median_ms
+        else:
+            relative = measure_relative_latency(model, baseline, **common)
+            latency, ratio, baseline_ms = relative.candidate, relative.ratio, relative.reference.median_ms
+        memory = measure_memory(model, **common)
+    return {"latency_ms": latency.median_ms, "latency_iqr_ms": latency.iqr_ms, "latency_ratio": ratio,
+            "baseline_latency_ms": baseline_ms, "memory_mb": memory.peak_mb, "memory_method": memory.method,
+            "latency_settings": {k: v for k, v in latency.to_dict().items() if k != "samples_ms"}}
+
+
+def train(config: ArchConfig, *, data: Any, budget: train_proxy.Budget, seed: int, device: str,
+          checkpoint_callback: Callable[[int, float], bool | None] | None = None) -> train_proxy.ProxyResult:
+    """Proxy-train `config`; the shared device lock keeps other workers' latency measurements off the device."""
+    with device_lock(device, shared=True):
+        return train_proxy.train(config, data=data, budget=budget, seed=seed, device=torch.device(device),
+                                 checkpoint_callback=checkpoint_callback)
+
+
+def training_record(result: train_proxy.ProxyResult) -> dict[str, Any]:
+    """The parts of a proxy-training result a study stores (the weights go to an artifact)."""
+    return {"psnr": result.psnr, "psnr_curve": [list(point) for point in result.checkpoints],
+            "train_status": result.status, "train_reason": result.reason, "iterations": result.iterations,
+            "train_seconds": result.wall_seconds, "images_per_s": result.images_per_s}

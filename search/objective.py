@@ -1,0 +1,225 @@
+"""The objective of a study: one trial = one architecture, measured cheap-first.
+
+Order: complexity -> latency and memory -> the constraints known before training (params, latency)
+-> proxy training with early stop -> PSNR constraint. A candidate that breaks a pre-training
+constraint is recorded as an infeasible trial without training (so the sampler learns), its PSNR
+objective standing in at bicubic interpolation's PSNR (what a network that learnt nothing reaches),
+flagged `trained=False`.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+
+from search import candidate
+from search.calibration import PsnrFloor, fit_psnr_floor
+from search.settings import SearchSettings
+from search.study import CALIBRATION_REFERENCES, reference_records, worker_id
+from search.tracks import IMDN_PARAMS, get_track
+from spaces import PUBLISHED_PSNR, ArchConfig, get_reference, get_space
+
+POLL_S = 5.0
+NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
+
+
+class Objective:
+    """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model)."""
+
+    def __init__(self, *, settings: SearchSettings, data: Any, budget: Any, measurement: candidate.Measurement,
+                 artifacts: FileSystemArtifactStore, bicubic_psnr: float) -> None:
+        self.settings = settings
+        self.track = get_track(settings.track)
+        self.space = get_space(settings.space)
+        self.data, self.budget, self.measurement = data, budget, measurement
+        self.artifacts = artifacts
+        self.bicubic_psnr = bicubic_psnr
+        self.baseline = measurement.baseline()
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        trial.set_user_attr("worker", worker_id())
+        reference = trial.user_attrs.get("reference")
+        try:
+            record = self.reference_record(trial, reference) if reference else self.candidate_record(trial)
+        except (CandidateFailed, CandidatePruned) as stopped:
+            _store(trial, stopped.record)
+            raise
+        except Exception as error:  # recorded as a failed trial with its reason; the study goes on
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            raise
+        _store(trial, record)
+        return self.finish(trial, record)
+
+    def reference_record(self, trial: optuna.Trial, name: str) -> dict[str, Any]:
+        config = get_reference(name)
+        if _inside(self.space, config):
+            self.space.suggest(trial)  # takes the enqueued parameters, so samplers learn from the reference
+        trial.set_user_attr("config", config.to_dict())
+        stored = reference_records(trial.study).get(name)
+        return stored if stored is not None else measure_reference(trial.study, name, objective=self, trial=trial)
+
+    # Candidates --------------------------------------------------------------------------------
+    def candidate_record(self, trial: optuna.Trial) -> dict[str, Any]:
+        config = self.space.suggest(trial)
+        trial.set_user_attr("config", config.to_dict())
+        twin = _completed_twin(trial.study, config)
+        if twin is not None:
+            return {**{k: v for k, v in twin.user_attrs.items() if k not in NOT_INHERITED}, "duplicate_of": twin.number}
+        floor, curve = self.calibration(trial.study)
+        record = {"label": config.describe(), **candidate.measure_complexity(config, measurement=self.measurement)}
+        record.update(candidate.measure_speed(config, measurement=self.measurement, baseline=self.baseline))
+        violations = self.pretraining_violations(record)
+        if violations:
+            return {**record, "trained": False, "psnr": self.bicubic_psnr, "psnr_source": "bicubic stand-in",
+                    "psnr_predicted": floor.predict(self.bicubic_psnr), "cut_before_training": violations}
+        result = candidate.train(config, data=self.data, budget=self.budget, seed=self.settings.seed,
+                                 device=self.settings.device, checkpoint_callback=self.early_stop_rule(curve))
+        record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
+        if result.status == "failed":
+            raise CandidateFailed(result.reason, {**record, "fail_reason": result.reason})
+        self.store_weights(trial, result.state_dict)
+        if result.status == "stopped":
+            raise CandidatePruned(record)
+        record["psnr_predicted"] = floor.predict(result.psnr)
+        return record
+
+    def pretraining_violations(self, record: dict[str, Any]) -> list[str]:
+        violations = []
+        if "params" in self.track.constraints and record["params"] > IMDN_PARAMS:
+            violations.append("params")
+        if "latency" in self.track.constraints and record["latency_ratio"] > 1.0:
+            violations.append("latency")
+        return violations
+
+    def calibration(self, study: optuna.Study) -> tuple[PsnrFloor, list[list[float]] | None]:
+        """The PSNR floor and the early-stop curve, once the calibration references are measured."""
+        records = wait_for_references(study, objective=self)
+        floor = fit_psnr_floor(
+            points={n: (records[n]["psnr"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
+            mode=self.settings.psnr_floor, floor=self.settings.floor, margin=self.settings.margin)
+        if "calibration" not in study.user_attrs:
+            study.set_user_attr("calibration", floor.to_dict())
+        meeting = [n for n in CALIBRATION_REFERENCES if floor.predict(records[n]["psnr"]) >= floor.floor]
+        weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
+        return floor, records[weakest]["psnr_curve"] if weakest else None
+
+    def early_stop_rule(self, curve: list[list[float]] | None):
+        """Stop a candidate whose PSNR at a checkpoint falls `early_stop_margin` dB under the curve of the
+        weakest reference that meets the floor, at the same step (the first and last checkpoints excepted)."""
+        if not self.settings.early_stop or not curve:
+            return None
+        steps = [step for step, _ in curve]
+        margin = self.settings.early_stop_margin
+
+        def stop(step: int, psnr: float) -> bool:
+            if step <= steps[0] or step >= steps[-1]:
+                return False
+            return not math.isfinite(psnr) or psnr < float(np.interp(step, steps, [p for _, p in curve])) - margin
+
+        return stop
+
+    def store_weights(self, trial: optuna.Trial, state_dict: dict[str, torch.Tensor]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"trial-{trial.number}.pth"
+            torch.save(state_dict, path)
+            trial.set_user_attr("weights_artifact", upload_artifact(
+                artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial))
+
+    # Values and constraints --------------------------------------------------------------------
+    def finish(self, trial: optuna.Trial, record: dict[str, Any]) -> list[float]:
+        for name, value in constraint_values(self.track.constraints, record, self.settings.floor).items():
+            trial.set_constraint(name, value)
+        return [float(record[metric]) for metric in self.track.metrics]
+
+
+class CandidateFailed(RuntimeError):
+    def __init__(self, reason: str, record: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.record = record
+
+
+class CandidatePruned(optuna.TrialPruned):
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("stopped early: PSNR curve fell under the weakest feasible reference's")
+        self.record = record
+
+
+def _store(trial: optuna.Trial, record: dict[str, Any]) -> None:
+    for key, value in record.items():
+        trial.set_user_attr(key, value)
+
+
+def constraint_values(names: tuple[str, ...], record: dict[str, Any], floor: float) -> dict[str, float]:
+    """Optuna constraint values (<= 0 is feasible)."""
+    values = {}
+    for name in names:
+        if name == "params":
+            values[name] = float(record["params"] - IMDN_PARAMS)
+        elif name == "latency":
+            values[name] = float(record["latency_ratio"] - 1.0)
+        elif name == "psnr":
+            values[name] = float(floor - record["psnr_predicted"])
+    return values
+
+
+def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
+                      trial: optuna.Trial | None = None) -> dict[str, Any]:
+    """Measure a reference like any candidate (never cut, never stopped) and store it in the study."""
+    config = get_reference(name)
+    record = {"label": config.describe(), "config": config.to_dict(),
+              **candidate.measure_complexity(config, measurement=objective.measurement)}
+    record.update(candidate.measure_speed(config, measurement=objective.measurement, baseline=objective.baseline))
+    result = candidate.train(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
+                             device=objective.settings.device)
+    if result.status != "ok":
+        raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
+    record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
+    # A reference's full-training PSNR is known: its feasibility follows the published figure.
+    record["psnr_predicted"] = PUBLISHED_PSNR.get(name)
+    if trial is not None:
+        objective.store_weights(trial, result.state_dict)
+        record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
+    study.set_user_attr(f"reference:{name}", record)
+    return record
+
+
+def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[str, dict[str, Any]]:
+    """Block until the calibration references are stored; measure here those that nobody is measuring."""
+    while True:
+        records = reference_records(study)
+        missing = [n for n in CALIBRATION_REFERENCES if n not in records]
+        if not missing:
+            return records
+        optuna.storages.fail_stale_trials(study)
+        running = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        orphan = next((n for n in missing if n not in running), None)
+        if orphan is not None:
+            measure_reference(study, orphan, objective=objective)
+        else:
+            time.sleep(POLL_S)
+
+
+def _inside(space: Any, config: ArchConfig) -> bool:
+    try:
+        space.params_of(config)
+    except ValueError:
+        return False
+    return True
+
+
+def _completed_twin(study: optuna.Study, config: ArchConfig) -> optuna.trial.FrozenTrial | None:
+    """A completed, trained trial of the same architecture (samplers revisit points of discrete spaces)."""
+    wanted = config.to_dict()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("config") == wanted and "psnr" in trial.user_attrs:
+            return trial
+    return None

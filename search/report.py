@@ -1,0 +1,112 @@
+"""Read a study back from storage: the trials table, the feasible Pareto front, the leaderboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from search.study import reference_records
+from search.tracks import Track
+from spaces import ArchConfig
+
+CONFIG_COLUMNS = ("block", "num_blocks", "channels", "mid_channels", "distill_rate", "distill_steps", "kernel_size",
+                  "attention", "esa_channels", "activation", "fusion", "rep_conv", "subtract_mean", "input_scale")
+METRIC_COLUMNS = ("params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb", "psnr",
+                  "psnr_predicted")
+CONSTRAINTS = ("params", "psnr", "latency")
+
+
+def trials_frame(study: optuna.Study, track: Track) -> pd.DataFrame:
+    """One row per trial: config columns, every metric, constraint values, feasible, Pareto, state, duration."""
+    rows = [_trial_row(trial) for trial in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows, columns=_columns())
+    frame["feasible"] = (frame["state"] == "COMPLETE") & frame.apply(
+        lambda row: all(not (row[f"c_{c}"] > 0) for c in CONSTRAINTS) and row["trained"] is True, axis=1)
+    frame["pareto"] = pareto_mask(frame, track) & frame["feasible"]
+    return frame
+
+
+def references_frame(study: optuna.Study) -> pd.DataFrame:
+    """The references measured in this study (same metric columns, plus `name`)."""
+    rows = []
+    for name, record in reference_records(study).items():
+        row = {"name": name, "label": record.get("label", name), "config": json.dumps(record.get("config"))}
+        row.update({c: record.get(c, np.nan) for c in METRIC_COLUMNS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["name", "label", "config", *METRIC_COLUMNS])
+
+
+def pareto_mask(frame: pd.DataFrame, track: Track) -> pd.Series:
+    """Non-dominated rows among the feasible ones, in the track's objectives."""
+    candidates = frame[frame["feasible"]] if "feasible" in frame else frame
+    signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in track.objectives])
+    values = candidates[track.metrics].to_numpy(dtype=float) * signs
+    keep = np.ones(len(values), dtype=bool)
+    for i, point in enumerate(values):
+        dominated = np.all(values <= point, axis=1) & np.any(values < point, axis=1)
+        keep[i] = not dominated.any()
+    mask = pd.Series(False, index=frame.index)
+    mask[candidates.index[keep]] = True
+    return mask
+
+
+def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track) -> pd.DataFrame:
+    """Feasible trials ranked by the challenge's rule for the track, with the references ranked beside them."""
+    feasible = frame[frame["feasible"]].assign(name=lambda f: f["reference"].where(f["reference"] != "", "trial"))
+    refs = references.assign(number=-1, reference=references["name"])
+    refs = refs[~refs["name"].isin(feasible["reference"])]
+    board = pd.concat([feasible, refs], ignore_index=True)
+    if board.empty:
+        return board.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
+    board["score"] = track.rank(board)
+    board = board.sort_values("score").reset_index(drop=True)
+    board["rank"] = np.arange(1, len(board) + 1)
+    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "score"]]
+
+
+def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
+    if board.empty:
+        return "no feasible trial yet"
+    shown = board.head(limit).copy()
+    shown["number"] = shown["number"].map(lambda n: "" if n < 0 else f"#{n}")
+    shown["params"] = shown["params"].map(lambda p: f"{int(p):,}")
+    columns = {"rank": "rank", "name": "name", "number": "trial", "label": "architecture", "params": "params",
+               "flops_g": "FLOPs[G]", "latency_ratio": "lat/IMDN", "memory_mb": "mem[MB]", "psnr": "PSNR",
+               "psnr_predicted": "pred.PSNR"}
+    return shown[list(columns)].rename(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def write_tables(frame: pd.DataFrame, board: pd.DataFrame, *, track: Track, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "trials.csv", out_dir / f"pareto_{track.name}.csv", out_dir / f"leaderboard_{track.name}.csv"]
+    frame.to_csv(paths[0], index=False)
+    frame[frame["pareto"]].sort_values(track.metrics[0]).to_csv(paths[1], index=False)
+    board.to_csv(paths[2], index=False)
+    return paths
+
+
+def _columns() -> list[str]:
+    return ["number", "state", "reference", "label", "config", *CONFIG_COLUMNS, *METRIC_COLUMNS, "trained",
+            "memory_method", *(f"c_{c}" for c in CONSTRAINTS), "duration_s", "fail_reason", "duplicate_of"]
+
+
+def _trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    config = attrs.get("config")
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "reference": attrs.get("reference", ""),
+                           "label": attrs.get("label", ""), "config": json.dumps(config) if config else ""}
+    if config:
+        row.update({c: getattr(ArchConfig.from_dict(config), c) for c in CONFIG_COLUMNS})
+    row.update({c: attrs.get(c, np.nan) for c in METRIC_COLUMNS})
+    row["trained"] = attrs.get("trained", False)
+    row["memory_method"] = attrs.get("memory_method", "")
+    row.update({f"c_{c}": trial.constraints.get(c, np.nan) for c in CONSTRAINTS})
+    row["duration_s"] = trial.duration.total_seconds() if trial.duration else np.nan
+    row["fail_reason"] = attrs.get("fail_reason", "")
+    row["duplicate_of"] = attrs.get("duplicate_of", np.nan)
+    return row

@@ -1,0 +1,97 @@
+"""What one search run is: the settings given on the command line, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.calibration import CALIBRATED, IMDN_MARGIN
+from search.tracks import get_track
+from spaces import get_space
+
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+
+# Settings that the reference measurements depend on: a resumed study must keep them.
+STUDY_DEFINING = ("track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data", "device",
+                  "latency_input", "dtype", "psnr_floor", "floor", "margin")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    track: str = "runtime"
+    space: str = "mixed"
+    sampler: str = "tpe"
+    seed: int = 0
+    trials: int = 24
+    budget: str = "quick"
+    iterations: int | None = None
+    batch_size: int | None = None
+    patch: int | None = None
+    lr: float | None = None
+    data: str | None = None  # a DIV2K folder; None: the embedded photographs
+    device: str = "cpu"
+    latency_input: tuple[int, int, int] | None = None  # None: the evaluators' per-device default
+    dtype: str = "fp32"
+    psnr_floor: str = CALIBRATED
+    floor: float = 29.00
+    margin: float = 0.13
+    early_stop: bool = True
+    early_stop_margin: float = 1.0
+    reeval_top: int = 2
+    reeval_seeds: int = 1
+    reeval_budget: float = 1.0
+    study_name: str | None = None
+    storage: str | None = None  # an Optuna storage URL; None: SQLite under results/<study>/
+    results: str = "results"
+    workers: int = 1
+    export_winner: bool = True
+    timeout: float | None = None  # seconds; stop starting new trials after it
+
+    def __post_init__(self) -> None:
+        get_track(self.track)
+        get_space(self.space)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if self.psnr_floor not in (CALIBRATED, IMDN_MARGIN):
+            raise ValueError(f"unknown --psnr-floor {self.psnr_floor!r}; choose {CALIBRATED} or {IMDN_MARGIN}")
+        for name in ("trials", "workers"):
+            _positive(name, getattr(self, name))
+        for name in ("iterations", "batch_size", "patch", "lr", "timeout"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        for name in ("reeval_top", "reeval_seeds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if self.reeval_budget <= 0:
+            raise ValueError(f"--reeval-budget must be a positive multiple of the budget, got {self.reeval_budget}")
+        if self.margin < 0 or self.early_stop_margin <= 0:
+            raise ValueError("--margin must be >= 0 and --early-stop-margin > 0")
+        if self.latency_input is not None and (len(self.latency_input) != 3 or min(self.latency_input) <= 0):
+            raise ValueError(f"--latency-input must be CxHxW with positive sizes, got {self.latency_input}")
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"{self.track}-{self.space}-{self.budget}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results) / self.name
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+    def defining(self) -> dict[str, Any]:
+        """The study-defining settings, as stored in the study's user attributes."""
+        values = dataclasses.asdict(self)
+        return {key: list(values[key]) if isinstance(values[key], tuple) else values[key] for key in STUDY_DEFINING}
+
+    def replace(self, **changes: Any) -> SearchSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value!r}")

@@ -1,0 +1,67 @@
+import pytest
+from torch import nn
+
+from evaluators.complexity import count_params, profile_complexity
+from evaluators.profile import format_profile_table, profile_models
+
+KEYS = {"name", "params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb",
+        "memory_method", "settings"}
+SETTINGS = {"device", "dtype", "latency_input_shape", "complexity_input_shape", "repeats", "warmup", "rounds",
+            "threads", "channels_last", "cudnn_benchmark", "timer"}
+
+
+def net(channels: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.LeakyReLU(0.05),
+                         nn.Conv2d(channels, 48, 3, padding=1), nn.PixelShuffle(4))
+
+
+@pytest.fixture(scope="module")
+def records():
+    reference = net(8)
+    models = [("small", net(4)), ("reference", reference)]
+    return profile_models(models, reference=reference, input_shape=(3, 8, 12), complexity_shape=(3, 16, 16),
+                          repeats=4, warmup=1, rounds=2, threads=1)
+
+
+def test_one_record_per_model_with_the_agreed_keys(records):
+    assert [r["name"] for r in records] == ["small", "reference"]
+    for record in records:
+        assert set(record) == KEYS and set(record["settings"]) == SETTINGS
+
+
+def test_complexity_is_counted_at_the_complexity_shape(records):
+    expected = profile_complexity(net(4), input_shape=(3, 16, 16))
+    small = records[0]
+    assert small["params"] == count_params(net(4))
+    assert small["flops_g"] == expected.flops_g and small["activations_m"] == expected.activations_m
+    assert small["convs"] == 2
+    assert small["settings"]["complexity_input_shape"] == (3, 16, 16)
+
+
+def test_latency_and_memory_use_the_latency_input(records):
+    for record in records:
+        settings = record["settings"]
+        assert settings["latency_input_shape"] == (3, 8, 12)
+        assert (settings["repeats"], settings["warmup"], settings["rounds"], settings["threads"]) == (4, 1, 2, 1)
+        assert settings["device"].startswith("cpu") and settings["dtype"] == "fp32"
+        assert record["latency_ms"] > 0 and record["memory_mb"] > 0
+        assert record["memory_method"] == "cpu_estimate_peak_live_tensors"
+    assert 0.5 < records[1]["latency_ratio"] < 2
+
+
+def test_table_lists_every_model_and_ends_with_the_settings(records):
+    table = format_profile_table(records).splitlines()
+    header, rule, *rows, settings = table
+    for column in ("params", "FLOPs [G]", "acts [M]", "#conv", "latency median [ms]", "ratio to IMDN", "memory [MB]"):
+        assert column in header
+    assert len({len(line) for line in (header, rule, *rows)}) == 1
+    assert [row.split()[0] for row in rows] == ["small", "reference"]
+    assert rows[0].split()[1] == f"{records[0]['params']:,}"
+    assert rows[1].split()[6] == f"{records[1]['latency_ratio']:.3f}"
+    assert settings.startswith("settings: cpu") and "1x3x8x12" in settings and "1x3x16x16" in settings
+    assert "cpu_estimate_peak_live_tensors" in settings
+
+
+def test_an_empty_table_is_refused():
+    with pytest.raises(ValueError):
+        format_profile_table([])

@@ -1,0 +1,78 @@
+import math
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from search.report import leaderboard, pareto_mask, trials_frame
+from search.tracks import TRACKS
+from spaces import ArchConfig
+
+RUNTIME = TRACKS["runtime"]
+
+
+def add(study, number_label, *, latency, psnr, params=300_000, c_psnr=-0.1, trained=True, reference="",
+        state=TrialState.COMPLETE, flops=20.0):
+    config = ArchConfig(channels=16 + 2 * len(study.trials))
+    attrs = {"config": config.to_dict(), "label": number_label, "latency_ratio": latency, "psnr": psnr,
+             "params": params, "flops_g": flops, "activations_m": 50.0, "memory_mb": 10.0, "trained": trained,
+             "psnr_predicted": 29.0 - c_psnr}
+    if reference:
+        attrs["reference"] = reference
+    system = {"constraints:params": float(params - 893_936), "constraints:psnr": c_psnr}
+    values = [latency, psnr] if state == TrialState.COMPLETE else None
+    study.add_trial(create_trial(state=state, values=values, user_attrs=attrs, system_attrs=system))
+
+
+@pytest.fixture
+def study():
+    study = optuna.create_study(directions=RUNTIME.directions)
+    add(study, "imdn", latency=1.00, psnr=23.2, params=893_936, reference="imdn")
+    add(study, "rlfn", latency=0.40, psnr=22.4, params=317_218, reference="rlfn")
+    add(study, "fast-good", latency=0.30, psnr=22.6)              # front
+    add(study, "slow-better", latency=0.80, psnr=23.0)            # front
+    add(study, "dominated", latency=0.85, psnr=22.9)              # dominated by slow-better
+    add(study, "too-big", latency=0.20, psnr=21.0, params=900_000, trained=False)   # infeasible: params
+    add(study, "too-weak", latency=0.10, psnr=21.5, c_psnr=0.4)   # infeasible: PSNR floor
+    add(study, "pruned", latency=0.5, psnr=18.0, state=TrialState.PRUNED)
+    return study
+
+
+def test_feasibility_follows_the_constraints_and_the_training(study):
+    frame = trials_frame(study, RUNTIME).set_index("label")
+    assert frame.loc["fast-good", "feasible"] and frame.loc["rlfn", "feasible"]
+    assert not frame.loc["too-big", "feasible"] and frame.loc["too-big", "c_params"] == 6_064
+    assert not frame.loc["too-weak", "feasible"]
+    assert not frame.loc["pruned", "feasible"]
+    assert math.isnan(frame.loc["fast-good", "c_latency"])  # not a constraint of the runtime track
+
+
+def test_pareto_front_is_feasible_and_non_dominated(study):
+    frame = trials_frame(study, RUNTIME)
+    front = set(frame.loc[frame["pareto"], "label"])
+    # too-big and too-weak would dominate on latency but are infeasible; dominated is dominated.
+    assert front == {"fast-good", "slow-better", "imdn"}
+
+
+def test_pareto_mask_on_a_plain_frame():
+    frame = pd.DataFrame({"latency_ratio": [1.0, 0.5, 0.5, 0.2], "psnr": [23.0, 22.0, 21.0, 20.0]})
+    assert list(pareto_mask(frame, RUNTIME)) == [True, True, False, True]
+
+
+def test_leaderboard_ranks_by_latency_with_references_beside(study):
+    frame = trials_frame(study, RUNTIME)
+    refs = pd.DataFrame([{"name": "span", "label": "span", "config": "{}", "params": 150_688, "flops_g": 9.0,
+                          "activations_m": 30.0, "convs": 22, "latency_ms": 1.0, "latency_ratio": 0.35,
+                          "memory_mb": 5.0, "psnr": 22.5, "psnr_predicted": 29.1}])
+    board = leaderboard(frame, refs, RUNTIME)
+    assert list(board["label"]) == ["fast-good", "span", "rlfn", "slow-better", "dominated", "imdn"]
+    assert list(board["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert list(board["name"])[:3] == ["trial", "span", "rlfn"]
+
+
+def test_complexity_ranking_sums_params_and_flops_ranks():
+    track = TRACKS["complexity"]
+    frame = pd.DataFrame({"params": [100, 200, 300], "flops_g": [30.0, 10.0, 20.0], "latency_ratio": [0.9, 0.5, 0.1]})
+    # rank sums 1+3=4, 2+1=3, 3+2=5: the second row wins.
+    assert list(track.rank(frame).sort_values().index) == [1, 0, 2]
