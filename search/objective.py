@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Objective:
             raise
         except Exception as error:  # recorded as a failed trial with its reason; the study goes on
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])  # the log shows none
             raise
         _store(trial, record)
         return self.finish(trial, record)
@@ -183,8 +185,10 @@ def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
     if result.status != "ok":
         raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
     record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
-    # A reference's full-training PSNR is known: its feasibility follows the published figure.
-    record["psnr_predicted"] = PUBLISHED_PSNR.get(name)
+    # A calibration reference's full-training PSNR is known: its feasibility follows the published figure.
+    # Others (SPAN: published on other validation sets) are predicted like any candidate.
+    record["psnr_predicted"] = (PUBLISHED_PSNR[name] if name in PUBLISHED_PSNR
+                                else objective.calibration(study)[0].predict(result.psnr))
     if trial is not None:
         objective.store_weights(trial, result.state_dict)
         record["weights_artifact"] = trial.user_attrs.get("weights_artifact")

@@ -56,17 +56,20 @@ def pareto_mask(frame: pd.DataFrame, track: Track) -> pd.Series:
 
 
 def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track) -> pd.DataFrame:
-    """Feasible trials ranked by the challenge's rule for the track, with the references ranked beside them."""
-    feasible = frame[frame["feasible"]].assign(name=lambda f: f["reference"].where(f["reference"] != "", "trial"))
-    refs = references.assign(number=-1, reference=references["name"])
-    refs = refs[~refs["name"].isin(feasible["reference"])]
-    board = pd.concat([feasible, refs], ignore_index=True)
+    """Feasible sampled trials ranked by the challenge's rule for the track, the references ranked beside
+    them whether feasible or not (column `feasible` tells)."""
+    sampled = frame[frame["feasible"] & (frame["reference"] == "")].assign(name="trial")
+    measured = frame[(frame["reference"] != "") & frame["psnr"].notna()].drop_duplicates("reference", keep="last")
+    refs = measured.assign(name=measured["reference"])
+    without_trial = references[~references["name"].isin(refs["name"])]  # e.g. its trial failed after measuring
+    refs = pd.concat([refs, without_trial.assign(number=-1, feasible=False)], ignore_index=True)
+    board = pd.concat([sampled, refs], ignore_index=True)
     if board.empty:
         return board.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
     board["score"] = track.rank(board)
     board = board.sort_values("score").reset_index(drop=True)
     board["rank"] = np.arange(1, len(board) + 1)
-    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "score"]]
+    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "feasible", "score"]]
 
 
 def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
@@ -75,9 +78,10 @@ def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
     shown = board.head(limit).copy()
     shown["number"] = shown["number"].map(lambda n: "" if n < 0 else f"#{n}")
     shown["params"] = shown["params"].map(lambda p: f"{int(p):,}")
+    shown["feasible"] = shown["feasible"].map({True: "yes", False: "no"})
     columns = {"rank": "rank", "name": "name", "number": "trial", "label": "architecture", "params": "params",
                "flops_g": "FLOPs[G]", "latency_ratio": "lat/IMDN", "memory_mb": "mem[MB]", "psnr": "PSNR",
-               "psnr_predicted": "pred.PSNR"}
+               "psnr_predicted": "pred.PSNR", "feasible": "feasible"}
     return shown[list(columns)].rename(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

@@ -67,6 +67,8 @@ def test_leaderboard_ranks_by_latency_with_references_beside(study):
                           "memory_mb": 5.0, "psnr": 22.5, "psnr_predicted": 29.1}])
     board = leaderboard(frame, refs, RUNTIME)
     assert list(board["label"]) == ["fast-good", "span", "rlfn", "slow-better", "dominated", "imdn"]
+    # span has no trial in this study (only its stored record): ranked, but its feasibility is not established
+    assert list(board["feasible"]) == [True, False, True, True, True, True]
     assert list(board["rank"]) == [1, 2, 3, 4, 5, 6]
     assert list(board["name"])[:3] == ["trial", "span", "rlfn"]
 

@@ -1,0 +1,38 @@
+"""Every sampler of --sampler runs on our spaces with constraints and reference trials (no training)."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.settings import SAMPLERS, SearchSettings
+from search.study import enqueue_references, make_sampler
+from search.tracks import get_track
+from spaces import build_model, get_space, reference_params
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def synthetic_objective(space):
+    def objective(trial):
+        name = trial.user_attrs.get("reference")
+        config = space.suggest(trial) if not name or name in reference_params(space, [name]) else None
+        width = config.channels * config.num_blocks if config else 200
+        trial.set_constraint("params", width - 300.0)
+        trial.set_constraint("psnr", 0.5 - (width % 7) / 7)
+        return [width / 256, 20.0 + (width % 13) / 13]
+    return objective
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("space", ["imdn", "mixed"])
+def test_every_sampler_searches_every_space_with_constraints(sampler, space):
+    settings = SearchSettings(sampler=sampler, space=space, seed=1)
+    study = optuna.create_study(directions=get_track("runtime").directions, sampler=make_sampler(settings))
+    enqueue_references(study, settings)  # some lie outside the imdn space: trials without parameters
+    study.optimize(synthetic_objective(get_space(space)), n_trials=14)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 14
+    sampled = [t for t in complete if "reference" not in t.user_attrs]
+    assert len({tuple(sorted(t.params.items())) for t in sampled}) > 3  # it explores
+    for trial in sampled[-2:]:
+        build_model(get_space(space).suggest(optuna.trial.FixedTrial(trial.params)))
