@@ -196,17 +196,22 @@ class RFDB(nn.Module):
         return out, first
 
 
+def three_convs(channels: int, mid_channels: int, kernel_size: int, *, rep: bool) -> nn.ModuleList:
+    """channels -> mid -> mid -> channels: the refinement convs of RLFB and SPAN's block."""
+    return nn.ModuleList([
+        conv(channels, mid_channels, kernel_size, rep=rep),
+        conv(mid_channels, mid_channels, kernel_size, rep=rep),
+        conv(mid_channels, channels, kernel_size, rep=rep),
+    ])
+
+
 class RLFB(nn.Module):
     """Residual local feature block (RLFN): three kxk convs with an identity skip, a 1x1 conv, attention."""
 
     def __init__(self, channels: int, *, mid_channels: int, kernel_size: int,
                  activation: str, attention: str, esa_channels: int, rep: bool) -> None:
         super().__init__()
-        self.refine = nn.ModuleList([
-            conv(channels, mid_channels, kernel_size, rep=rep),
-            conv(mid_channels, mid_channels, kernel_size, rep=rep),
-            conv(mid_channels, channels, kernel_size, rep=rep),
-        ])
+        self.refine = three_convs(channels, mid_channels, kernel_size, rep=rep)
         self.act = make_activation(activation)
         self.fuse = nn.Conv2d(channels, channels, 1)
         self.use_pfa = attention == "pfa"
@@ -231,11 +236,7 @@ class SPAB(nn.Module):
     def __init__(self, channels: int, *, mid_channels: int, kernel_size: int,
                  activation: str, attention: str, esa_channels: int, rep: bool) -> None:
         super().__init__()
-        self.refine = nn.ModuleList([
-            conv(channels, mid_channels, kernel_size, rep=rep),
-            conv(mid_channels, mid_channels, kernel_size, rep=rep),
-            conv(mid_channels, channels, kernel_size, rep=rep),
-        ])
+        self.refine = three_convs(channels, mid_channels, kernel_size, rep=rep)
         self.act = make_activation(activation)
         self.use_pfa = attention == "pfa"
         self.attention = make_attention(attention, channels, esa_channels)
