@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = (argv[1:] if argv and argv[0] in COMMANDS else argv)
     parser = PARSERS[command]()
     options = parser.parse_args(args)
+    quiet_libraries()
     try:
         return HANDLERS[command](options)
     except KeyboardInterrupt:
@@ -28,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, LookupError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def quiet_libraries() -> None:
+    """Our one line per trial replaces Optuna's; its warnings (failed trials) stay."""
+    import warnings
+
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def one_line(error: BaseException) -> str:
@@ -81,10 +91,14 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def run_search_command(options: argparse.Namespace) -> int:
-    from search.runner import run_search
+    from search.runner import SearchStalled, run_search
     from search.settings import SearchSettings
     settings = SearchSettings(**{k: v for k, v in vars(options).items()})
-    summary = run_search(settings)
+    try:
+        summary = run_search(settings)
+    except SearchStalled as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0 if summary.trials else 1
 
 
@@ -146,7 +160,8 @@ def stored_settings(options: argparse.Namespace):
 
     from search.settings import SearchSettings
     from search.study import make_storage
-    storage_url = options.storage or f"sqlite:///{(Path(options.results) / options.study / 'study.db').as_posix()}"
+    # The run folder's study file: SQLite, or the journal file of a search with several workers.
+    storage_url = options.storage or SearchSettings(study_name=options.study, results=options.results).storage_url
     if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).is_file():
         raise ValueError(f"no study {options.study!r} under {options.results}/ (expected {storage_url[10:]}); "
                          f"check --study or give --storage")

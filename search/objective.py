@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from search import candidate
 from search.calibration import PsnrFloor, fit_psnr_floor
 from search.settings import SearchSettings
-from search.study import CALIBRATION_REFERENCES, reference_records, worker_id
+from search.study import CALIBRATION_REFERENCES, reap_dead_workers, reference_records, worker_id
 from search.tracks import IMDN_PARAMS, get_track
 from spaces import PUBLISHED_PSNR, ArchConfig, get_reference, get_space
 
@@ -204,6 +204,7 @@ def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[st
         if not missing:
             return records
         optuna.storages.fail_stale_trials(study)
+        reap_dead_workers(study)  # a reference whose worker died (no heartbeat in a journal file) is not awaited
         running = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         orphan = next((n for n in missing if n not in running), None)
         if orphan is not None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +37,7 @@ from search.tracks import get_track
 from spaces import ArchConfig
 
 Printer = Callable[[str], None]
+MAX_FAILURES_IN_A_ROW = 5
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,12 @@ def resolve_device(device: str) -> str:
 
 
 def budget_of(settings: SearchSettings) -> train_proxy.Budget:
-    return train_proxy.resolve_budget(settings.budget, iterations=settings.iterations, batch_size=settings.batch_size,
-                                      patch=settings.patch, lr=settings.lr)
+    return train_proxy.get_budget(settings.budget, iterations=settings.iterations, batch_size=settings.batch_size,
+                                  lr_patch=settings.patch, lr=settings.lr)
 
 
-def make_objective(settings: SearchSettings, study: optuna.Study) -> Objective:
-    data = load_dataset(settings.data)
+def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> Objective:
+    data = load_dataset(settings.data) if data is None else data
     if "bicubic_psnr" not in study.user_attrs:
         study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
     measurement = candidate.Measurement(device=settings.device, latency_input=settings.latency_input,
@@ -75,45 +82,146 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
     settings = settings.replace(device=resolve_device(settings.device))
     budget = budget_of(settings)
-    if settings.workers > 1 and settings.storage is None:
-        settings = settings.replace(storage=f"journal:{(settings.run_dir / 'study.journal').as_posix()}")
-    study = open_study(settings)
-    done = done_trials(study)
-    say(f"study {settings.name!r}: track {settings.track}, space {settings.space}, sampler {settings.sampler}, "
-        f"seed {settings.seed}")
-    say(f"  {done} of {settings.trials} trials done; budget {settings.budget} ({budget.describe()}), "
-        f"device {settings.device}, {settings.workers} worker(s)")
-    say(f"  storage {settings.storage_url}")
-    if done < settings.trials:
-        if settings.workers == 1:
-            optimize(settings, study, say=say)
-        else:
-            run_workers(settings, say=say)
-    return finish(settings, say=say)
-
-
-def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer) -> None:
-    """This process's share of the trials; stops when the study holds `settings.trials` done trials."""
-    objective = make_objective(settings, study)
-    target = settings.trials
+    check_output_folder(settings.run_dir)
+    data = load_dataset(settings.data)  # bad data is refused before a study is created for it
+    settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     started = time.monotonic()
+    try:
+        study = open_study(settings)
+        done = done_trials(study)
+        say(f"study {settings.name!r}: track {settings.track}, space {settings.space}, sampler {settings.sampler}, "
+            f"seed {settings.seed}")
+        say(f"  {done} of {settings.trials} trials done; budget {budget.name} ({budget.iterations} steps, batch "
+            f"{budget.batch_size}, LR patch {budget.lr_patch}, lr {budget.lr:g}), "
+            f"device {settings.device}, {settings.workers} worker(s)")
+        say(f"  storage {settings.storage_url}")
+        if done < settings.trials:
+            if settings.workers == 1:
+                optimize(settings, study, say=say, data=data)
+            else:
+                del data  # each worker loads its own
+                run_workers(settings, say=say)
+        return finish(settings, say=say)
+    except KeyboardInterrupt:
+        say(f"interrupted after {time.monotonic() - started:.0f} s; completed trials are stored (a trial that "
+            f"was running is marked failed). Rerun the same command to resume.")
+        raise
+
+
+def check_output_folder(run_dir: Path) -> None:
+    """Refuse a results folder (or one of its parents) that is a file, before anything is written."""
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"output folder {folder} is a file; give --results a folder")
+            return
+
+
+class SearchStalled(RuntimeError):
+    """Every recent trial failed: something is wrong beyond one candidate (data, device, storage)."""
+
+
+def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, data: Any = None,
+             ctrl_c: CtrlC | None = None) -> None:
+    """This process's share of the trials; stops when the study holds `settings.trials` done trials.
+
+    A failed trial (it raised, ran out of memory, or its loss went NaN) is recorded with its reason and the
+    search goes on, unless MAX_FAILURES_IN_A_ROW trials of this process fail in a row (SearchStalled).
+    Ctrl-C stops it (see CtrlC; `ctrl_c`: the handler a worker process installed, else one is installed here).
+    """
+    _keep_tracebacks_out_of_optuna_log()
+    objective = make_objective(settings, study, data=data)
+    target = settings.trials
     durations: list[float] = []
+    failures: list[str] = []
 
     def report(study: optuna.Study, trial: FrozenTrial) -> None:
         durations.append(trial.duration.total_seconds() if trial.duration else 0.0)
         done = done_trials(study)
         say(progress_line(trial, done=done, target=target, settings=settings, study=study,
                           eta_s=(target - done) * sum(durations) / len(durations) / settings.workers))
-        if done >= target:
+        if trial.state == TrialState.FAIL:
+            failures.append(trial.user_attrs.get("fail_reason", ""))
+        else:
+            failures.clear()
+        if done >= target or len(failures) >= MAX_FAILURES_IN_A_ROW:
             study.stop()
 
+    guard = ctrl_c or CtrlC()
+    install = ctrl_c is None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, guard) if install else None
     try:
-        study.optimize(objective, callbacks=[report], catch=(Exception,),
-                       timeout=settings.timeout, gc_after_trial=True)
-    except KeyboardInterrupt:
-        say(f"\ninterrupted after {time.monotonic() - started:.0f} s; completed trials are stored. "
-            f"Rerun the same command to resume.")
-        raise
+        with guard.trials():
+            study.optimize(guard.inside(objective), callbacks=[report], catch=(Exception,),
+                           timeout=settings.timeout, gc_after_trial=True)
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, previous)
+    if len(failures) >= MAX_FAILURES_IN_A_ROW:
+        raise SearchStalled(f"stopped: {len(failures)} trials failed in a row (last: {failures[-1] or 'no reason'}); "
+                            f"fix the cause, then rerun the same command to resume")
+
+
+class CtrlC:
+    """SIGINT handler of a search process: KeyboardInterrupt once (more, such as a parent passing Ctrl-C on to
+    its workers, would cut the cleanup short), and while trials run, only inside a trial's objective, where
+    Optuna marks the trial failed. Between trials (Optuna asking the sampler, storing a result) it waits for
+    the next trial's start or the loop's end: raised there, it would leave a trial RUNNING that no worker owns.
+    """
+
+    def __init__(self) -> None:
+        self.between_trials = self.pending = self.fired = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.fired:
+            return
+        if self.between_trials:
+            self.pending = True
+            return
+        self.fire()
+
+    def fire(self) -> None:
+        self.fired, self.pending = True, False
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def trials(self):
+        """Around `study.optimize`."""
+        self.between_trials = True
+        try:
+            yield
+        finally:
+            self.between_trials = False
+        if self.pending:
+            self.fire()
+
+    def inside(self, objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
+        """`objective`, where Ctrl-C is raised at once (a held one first)."""
+
+        def run(trial: optuna.Trial) -> Any:
+            self.between_trials = False
+            try:
+                if self.pending:
+                    self.fire()
+                return objective(trial)
+            finally:
+                self.between_trials = True
+
+        return run
+
+
+def _keep_tracebacks_out_of_optuna_log() -> None:
+    """Optuna logs a failed trial with its traceback; our progress line and the trial's `fail_reason` (its
+    `fail_traceback` attribute keeps the traceback) say it in one line, and Ctrl-C prints no traceback."""
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: SearchSettings, study: optuna.Study,
@@ -155,33 +263,77 @@ def best_feasible(study: optuna.Study, settings: SearchSettings) -> str:
 
 
 def run_workers(settings: SearchSettings, *, say: Printer) -> None:
-    """N processes share the study through its storage; with several GPUs, one GPU per worker."""
+    """N processes share the study through its storage; with several GPUs, one GPU per worker.
+
+    Ctrl-C: the workers stop (their running trials are marked failed); run_search says how to resume.
+    """
     gpus = torch.cuda.device_count() if settings.device == "cuda" else 0
     context = multiprocessing.get_context("spawn")
     processes = []
-    for index in range(settings.workers):
-        env = {"CUDA_VISIBLE_DEVICES": str(index % gpus)} if gpus > 1 else {}
-        process = context.Process(target=_worker_main, args=(settings, env, index), name=f"worker-{index}")
-        process.start()
-        processes.append(process)
+    # Workers start with SIGINT ignored (inherited) and take it up once they can handle it: a Ctrl-C
+    # while Python starts in them would print a traceback from multiprocessing's bootstrap.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for index in range(settings.workers):
+            env = worker_env(index, gpus=gpus, visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            process = context.Process(target=_worker_main, args=(settings, env, index), name=f"worker-{index}")
+            process.start()
+            processes.append(process)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in processes:
-            process.join(timeout=30)
+        _stop_workers(processes)
         raise
     failed = [p.name for p in processes if p.exitcode not in (0, None)]
     if failed:
         say(f"warning: {', '.join(failed)} exited with an error; completed trials are stored")
 
 
+def _stop_workers(processes: list[multiprocessing.Process], *, grace_s: float = 60.0) -> None:
+    """Pass Ctrl-C on to the workers (a terminal sends it to them too, `kill -INT` to this process only) until
+    they have stopped (each takes the first one only: CtrlC); one still running after `grace_s` is terminated."""
+    deadline = time.monotonic() + grace_s
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        for process in processes:
+            if process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGINT)
+        for process in processes:
+            process.join(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join()
+
+
+def worker_env(index: int, *, gpus: int, visible: str | None = None) -> dict[str, str]:
+    """Environment of worker `index`: with several GPUs, CUDA_VISIBLE_DEVICES pins one (round robin), chosen
+    among those already visible to this process (`visible`: its CUDA_VISIBLE_DEVICES, None when unset)."""
+    if gpus <= 1:
+        return {}
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
+    return {"CUDA_VISIBLE_DEVICES": devices[index % min(gpus, len(devices))]}
+
+
 def _worker_main(settings: SearchSettings, env: dict[str, str], index: int) -> None:
+    ctrl_c = CtrlC()
+    signal.signal(signal.SIGINT, ctrl_c)
     os.environ.update(env)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(settings)
-    optimize(settings, study, say=lambda line: print(f"[w{index}] {line}", flush=True))
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    say = lambda line: print(f"[w{index}] {line}", flush=True)  # noqa: E731
+    try:
+        study = open_study(settings)
+        optimize(settings, study, say=say, ctrl_c=ctrl_c)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the parent says how to resume (run_search)
+    except (ValueError, OSError, LookupError, SearchStalled) as error:
+        say(f"error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+        sys.exit(2)
 
 
 def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:

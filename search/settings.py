@@ -81,7 +81,14 @@ class SearchSettings:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+        """--storage, else the study file of the run folder: the one already there, else a journal file
+        for several workers (SQLite locks the whole file on each write), else SQLite."""
+        if self.storage:
+            return self.storage
+        db, journal = self.run_dir / "study.db", self.run_dir / "study.journal"
+        if not db.is_file() and (journal.is_file() or self.workers > 1):
+            return f"journal:{journal.as_posix()}"
+        return f"sqlite:///{db.as_posix()}"
 
     def defining(self) -> dict[str, Any]:
         """The study-defining settings, as stored in the study's user attributes."""

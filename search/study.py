@@ -1,21 +1,27 @@
 """Create or load the Optuna study of a run, with its storage, sampler and reference trials.
 
-The references (IMDN, RFDN, RLFN, SPAN) are the first trials of every study, enqueued once: the
-storage hands each waiting trial to exactly one worker, so parallel workers measure each reference
-once. Their records are mirrored in the study's user attributes, where every worker reads them.
+The references (IMDN, RFDN, RLFN, SPAN) are the first trials of every study, enqueued once: one worker
+creates the study (the storage refuses a second study of the same name), enqueues them, then stores the
+settings, which the other workers wait for; the storage hands each waiting trial to exactly one worker,
+so parallel workers measure each reference once. A reference lost to a dead or interrupted worker is
+enqueued again when a worker next opens the study. Their records are mirrored in the study's user
+attributes, where every worker reads them.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search.settings import SearchSettings
 from search.tracks import get_track
@@ -25,10 +31,16 @@ REFERENCES = ("imdn", "rfdn", "rlfn", "span")  # imdn, rfdn, rlfn calibrate the 
 CALIBRATION_REFERENCES = ("imdn", "rfdn", "rlfn")
 HEARTBEAT_INTERVAL_S = 20
 GRACE_PERIOD_S = 60
+STORAGE_ATTEMPTS = 3
+READY_TIMEOUT_S = 10.0  # the creator of a study enqueues the references, then stores the settings: milliseconds
 
 
 class StudyMismatchError(ValueError):
     """The named study exists with settings that its reference measurements do not allow to change."""
+
+
+class StorageError(ValueError):
+    """The storage URL cannot be opened (unreachable server, unknown dialect, missing driver)."""
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -39,8 +51,29 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
-                      engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
+                              heartbeat_stale_trial_callback=requeue_stale_trial,
+                              engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers starting at once on an empty database race to create Optuna's tables: retry.
+            if attempt == STORAGE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            cause = error.__cause__ or error  # optuna's ImportError hides the driver's name in its cause
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise StorageError(f"cannot open storage {_safe_url(url)}: {reason}") from None
+    raise AssertionError("unreachable")
+
+
+def _safe_url(url: str) -> str:
+    """The URL with its password hidden (it is printed in errors)."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 
 
 def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -61,12 +94,18 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     """Create the run's study, or load it to resume; a study created with other settings is refused."""
     storage = storage or make_storage(settings.storage_url)
     track = get_track(settings.track)
-    study = optuna.create_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings),
-                                directions=track.directions, load_if_exists=True)
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", settings.defining())
+    try:
+        # Exactly one of the workers starting together creates the study (the storage refuses a second
+        # study of that name); only the creator enqueues the references, then marks the study ready.
+        study = optuna.create_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings),
+                                    directions=track.directions)
+        stored = None
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings))
+        stored = _wait_until_ready(study)
+    if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)
+        study.set_user_attr("settings", settings.defining())
     else:
         changed = {k: (stored.get(k), v) for k, v in settings.defining().items() if stored.get(k) != v}
         if changed:
@@ -75,12 +114,25 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
                 f"study {settings.name!r} exists with {key}={old!r} (asked: {new!r}); rerun with the same "
                 f"settings to resume it, or choose another --study-name")
     reap_dead_workers(study)
+    enqueue_references(study, settings)  # again those lost to an interrupted or stale trial
     return study
 
 
+def _wait_until_ready(study: optuna.Study, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any] | None:
+    """The stored settings of a study another worker has just created (None if they never come: a study
+    created by other means, or whose creator died before storing them)."""
+    deadline = time.monotonic() + timeout_s
+    while (stored := study.user_attrs.get("settings")) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return stored
+
+
 def enqueue_references(study: optuna.Study, settings: SearchSettings) -> None:
+    """Enqueue each reference that has no trial completed, waiting or running."""
     space = get_space(settings.space)
-    for name in REFERENCES:
+    alive = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+    present = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=alive)}
+    for name in (n for n in REFERENCES if n not in present):
         try:
             params = space.params_of(get_reference(name))
         except ValueError:
@@ -92,25 +144,46 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def reap_dead_workers(study: optuna.Study) -> list[int]:
+def reap_dead_workers(study: optuna.Study, *, unowned_after_s: float = GRACE_PERIOD_S) -> list[int]:
     """Fail the running trials of this host's dead workers (kill -9) and enqueue them again.
 
     RDB storages also do this through heartbeats (for workers on other machines); journal files have no
     heartbeat, and waiting for a heartbeat's grace period is needless when the process is known dead.
+    A trial running for `unowned_after_s` with no worker named lost its worker between its creation and its
+    start (its objective names the worker first thing; heartbeats start only then): it is reaped too.
     """
     host = socket.gethostname()
     reaped = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker", "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
-            continue
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {owner} died")
-        retry_attrs = {k: v for k, v in trial.user_attrs.items() if k == "reference"}
-        study.enqueue_trial(trial.params, user_attrs=retry_attrs)
+        if not owner:
+            age = datetime.datetime.now() - (trial.datetime_start or datetime.datetime.now())
+            if age < datetime.timedelta(seconds=unowned_after_s):
+                continue
+            reason = f"its worker died before starting it (no worker took it up in {age.total_seconds():.0f} s)"
+        else:
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            reason = f"worker {owner} died"
+        try:  # the reason first: a finished trial takes no more attributes
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker starting at the same time reaped it
+        requeue(study, trial)
         reaped.append(trial.number)
     return reaped
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a lost trial's parameters again (a reference keeps its name)."""
+    study.enqueue_trial(trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "reference"})
+
+
+def requeue_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Heartbeat callback: a worker on another machine stopped beating; its trial was failed, run it again."""
+    requeue(study, trial)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class ArchConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ArchConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.input_scale, bool) or not isinstance(self.input_scale, (int, float)) \
-                or not math.isfinite(self.input_scale) or self.input_scale <= 0:
+                or not 0 < self.input_scale < sys.float_info.max:  # an int too large for a float too
             raise ValueError(f"ArchConfig.input_scale must be a positive number (1 or 255), got {self.input_scale!r}")
         self._set("input_scale", float(self.input_scale))
 
@@ -155,8 +155,8 @@ class ArchConfig:
     def from_json(cls, text: str) -> ArchConfig:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"config is not valid JSON: {error}") from None
+        except (ValueError, RecursionError) as error:  # also: nesting too deep, an integer of 4300+ digits
+            raise ValueError(f"config is not valid JSON: {str(error).splitlines()[0]}") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -1,0 +1,82 @@
+"""The in-memory dataset every loader returns: aligned uint8 LR/HR pairs, split into train and validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.bicubic import bicubic_downscale, crop_to_multiple
+
+SCALE = 4
+
+
+class DataError(ValueError):
+    """Unusable input data; the message names the file or folder and how to fix it."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImagePair:
+    """One image: HR (4h, 4w, 3) and its LR (h, w, 3), both uint8 RGB, held read-only in memory."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+    def __post_init__(self) -> None:
+        for label, image in (("hr", self.hr), ("lr", self.lr)):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise DataError(f"{self.name}: {label} must be a uint8 (H, W, 3) array, got "
+                                 f"{image.dtype} {image.shape}")
+        if min(self.lr.shape[:2]) < 1:
+            raise DataError(f"{self.name}: image is smaller than {SCALE}x{SCALE} pixels; remove it")
+        if self.hr.shape != (self.lr.shape[0] * SCALE, self.lr.shape[1] * SCALE, 3):
+            raise DataError(f"{self.name}: hr {self.hr.shape[:2]} is not x{SCALE} of lr {self.lr.shape[:2]}")
+        for image in (self.hr, self.lr):
+            image.setflags(write=False)  # pairs are shared (cached, fork-shared by workers): never mutated
+
+    @classmethod
+    def from_hr(cls, name: str, hr: np.ndarray) -> ImagePair:
+        """HR cropped to a multiple of 4 and its MATLAB-compatible bicubic LR (how DIV2K's LR was made)."""
+        hr = crop_to_multiple(hr, multiple=SCALE)
+        return cls(name=name, hr=hr, lr=bicubic_downscale(hr, scale=SCALE))
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LR, HR) as (1, 3, H, W) float32 tensors in [0, 1]."""
+        return to_tensor(self.lr), to_tensor(self.hr)
+
+
+@dataclass(frozen=True)
+class SRDataset:
+    """Training and validation pairs, with where they and their LR images came from."""
+
+    source: str
+    train: tuple[ImagePair, ...]
+    valid: tuple[ImagePair, ...]
+    train_lr: str
+    valid_lr: str
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.valid:
+            raise DataError(f"{self.source}: needs at least one training and one validation image "
+                            f"(got {len(self.train)} and {len(self.valid)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """How the data was made, for the record kept beside every PSNR."""
+        return {
+            "source": self.source,
+            "scale": SCALE,
+            "train_images": len(self.train),
+            "valid_images": len(self.valid),
+            "valid_names": [pair.name for pair in self.valid],
+            "valid_lr_pixels": int(sum(pair.lr.shape[0] * pair.lr.shape[1] for pair in self.valid)),
+            "train_lr": self.train_lr,
+            "valid_lr": self.valid_lr,
+        }
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """A uint8 (H, W, 3) image as a (1, 3, H, W) float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).unsqueeze(0).float().div_(255.0)

@@ -1,0 +1,103 @@
+"""End-to-end searches at the smoke budget on the embedded photographs (the default data)."""
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+import run_search
+from search.runner import run_search as run
+from search.settings import SearchSettings
+from search.study import REFERENCES
+
+SMOKE = dict(budget="smoke", seed=0, reeval_top=0, export_winner=False)
+
+
+def settings_for(tmp_path, **changes):
+    return SearchSettings(results=str(tmp_path / "results"), **{**SMOKE, **changes})
+
+
+def load(settings):
+    return optuna.load_study(study_name=settings.name, storage=settings.storage_url)
+
+
+def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
+    settings = settings_for(tmp_path, track="runtime", trials=7, reeval_top=1, reeval_seeds=1, early_stop=False)
+    lines = []
+    summary = run(settings, say=lines.append)
+    run_dir = settings.run_dir
+    for name in ("study.db", "trials.csv", "pareto_runtime.csv", "leaderboard_runtime.csv", "pareto_runtime.html",
+                 "history_runtime.html", "parallel_runtime.html"):
+        assert (run_dir / name).is_file(), name
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 7 and summary.trials == 7
+    assert list(trials.loc[:3, "reference"]) == list(REFERENCES)  # the references are the first trials
+    study = load(settings)
+    calibration = study.user_attrs["calibration"]
+    assert calibration["names"] == ["imdn", "rfdn", "rlfn"] and calibration["floor"] == 29.0
+    # Every trained trial's predicted PSNR is the calibrated map of its proxy PSNR.
+    trained = trials[trials["trained"] & (trials["reference"].isna())]
+    for row in trained.itertuples():
+        assert row.c_psnr == pytest.approx(29.0 - row.psnr_predicted)
+    # Constraints of the runtime track: params and the PSNR floor, nothing about latency.
+    assert trials["c_params"].notna().all() and trials["c_latency"].isna().all()
+    front = pd.read_csv(run_dir / "pareto_runtime.csv")
+    assert front["feasible"].all()
+    assert any(line.startswith("[7/7]") for line in lines)
+    if summary.winner is not None:
+        reeval = pd.read_csv(run_dir / "reevaluation.csv")
+        assert set(REFERENCES) <= set(reeval["name"]) and (reeval["seeds"] == 2).all()
+
+
+@pytest.mark.parametrize("track, objectives", [("complexity", 3), ("overall", 6)])
+def test_other_tracks_have_their_objectives_and_constraints(tmp_path, track, objectives):
+    settings = settings_for(tmp_path, track=track, space="imdn", trials=6)
+    run(settings, say=lambda line: None)
+    study = load(settings)
+    assert len(study.directions) == objectives
+    trials = pd.read_csv(settings.run_dir / "trials.csv")
+    if track == "complexity":
+        complete = trials[trials["state"] == "COMPLETE"]
+        assert complete["c_latency"].notna().all() and trials["c_params"].isna().all()
+    else:
+        assert trials["c_latency"].isna().all() and trials["c_params"].isna().all()
+        assert (settings.run_dir / "parallel_overall.html").is_file()
+    # References outside the imdn space are measured all the same, without search parameters.
+    by_reference = {row.reference: row for row in trials.itertuples() if isinstance(row.reference, str)}
+    assert set(by_reference) == set(REFERENCES)
+    rlfn_trial = study.trials[int(by_reference["rlfn"].number)]
+    assert rlfn_trial.params == {} and rlfn_trial.user_attrs["params"] == 317_218
+
+
+def test_resume_adds_trials_without_recomputing_the_references(tmp_path):
+    first = settings_for(tmp_path, trials=5)
+    run(first, say=lambda line: None)
+    before = load(first)
+    kept = {t.number: (t.values, t.user_attrs.get("psnr")) for t in before.trials}
+    records = {name: before.user_attrs[f"reference:{name}"] for name in REFERENCES}
+
+    run(first.replace(trials=7), say=lambda line: None)
+    after = load(first)
+    done = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == 7
+    for number, (values, psnr) in kept.items():
+        assert (after.trials[number].values, after.trials[number].user_attrs.get("psnr")) == (values, psnr)
+    assert {name: after.user_attrs[f"reference:{name}"] for name in REFERENCES} == records
+    assert sum(1 for t in after.trials if t.user_attrs.get("reference")) == len(REFERENCES)
+
+
+def test_report_and_export_commands_read_the_stored_study(tmp_path, capsys):
+    settings = settings_for(tmp_path, trials=4)
+    run(settings, say=lambda line: None)
+    results = str(tmp_path / "results")
+    assert run_search.main(["report", "--study", settings.name, "--results", results]) == 0
+    assert "leaderboard" in capsys.readouterr().out
+    out = tmp_path / "exported"
+    # Trial 2 is RLFN, a reference: trained in the study like any trial, so it can be exported.
+    assert run_search.main(["export", "--study", settings.name, "--results", results, "--trial", "2",
+                            "--out", str(out)]) == 0
+    metrics = json.loads(next(out.glob("*.metrics.json")).read_text())
+    assert metrics["trial"] == 2 and metrics["params"] == 317_218
+    assert list((out / "models").glob("trial2_rlfb.py")) and list((out / "model_zoo").glob("trial2_rlfb.pth"))
