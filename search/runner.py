@@ -242,8 +242,10 @@ def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: Searc
         parts.append(f"lat {attrs['latency_ratio']:.2f}x")
     if "params" in attrs:
         parts.append(f"{attrs['params'] / 1e3:.0f}K")
-    if psnr is not None:
+    if psnr is not None and attrs.get("trained", True):
         parts.append(f"PSNR {psnr:.2f}")
+    elif psnr is not None:
+        parts.append("PSNR not measured")
     if trial.state == TrialState.FAIL:
         parts.append(attrs.get("fail_reason", "")[:80])
     parts.append(f"best {best} | {trial.duration.total_seconds() if trial.duration else 0:.0f} s, ETA {eta_s / 60:.1f} min")
