@@ -54,7 +54,7 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     refs = table.set_index("name").loc[list(CALIBRATION_REFERENCES)]
     floor = fit_psnr_floor(points={n: (refs.loc[n, "psnr_mean"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
                            mode=settings.psnr_floor, floor=settings.floor, margin=settings.margin)
-    table["psnr_predicted"] = [PUBLISHED_PSNR.get(n) if n != "trial" else floor.predict(m)
+    table["psnr_predicted"] = [PUBLISHED_PSNR[n] if n in PUBLISHED_PSNR else floor.predict(m)
                                for n, m in zip(table["name"], table["psnr_mean"])]
     table["feasible"] = table["psnr_predicted"] >= floor.floor
     best = table.loc[table["name"] == "trial", "psnr_mean"].max()

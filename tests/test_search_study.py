@@ -49,6 +49,7 @@ def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
     if summary.winner is not None:
         reeval = pd.read_csv(run_dir / "reevaluation.csv")
         assert set(REFERENCES) <= set(reeval["name"]) and (reeval["seeds"] == 2).all()
+        assert reeval["psnr_predicted"].notna().all()  # SPAN too: predicted by the re-calibrated map
 
 
 @pytest.mark.parametrize("track, objectives", [("complexity", 3), ("overall", 6)])
