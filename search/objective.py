@@ -63,7 +63,7 @@ class Objective:
 
     def reference_record(self, trial: optuna.Trial, name: str) -> dict[str, Any]:
         config = get_reference(name)
-        if _inside(self.space, config):
+        if self.space.contains(config):
             self.space.suggest(trial)  # takes the enqueued parameters, so samplers learn from the reference
         trial.set_user_attr("config", config.to_dict())
         stored = reference_records(trial.study).get(name)
@@ -211,14 +211,6 @@ def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[st
             measure_reference(study, orphan, objective=objective)
         else:
             time.sleep(POLL_S)
-
-
-def _inside(space: Any, config: ArchConfig) -> bool:
-    try:
-        space.params_of(config)
-    except ValueError:
-        return False
-    return True
 
 
 def _completed_twin(study: optuna.Study, config: ArchConfig) -> optuna.trial.FrozenTrial | None:

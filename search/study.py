@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.settings import SearchSettings
 from search.tracks import get_track
-from spaces import get_reference, get_space
+from spaces import get_space, reference_params
 
 REFERENCES = ("imdn", "rfdn", "rlfn", "span")  # imdn, rfdn, rlfn calibrate the floor; span is for comparison
 CALIBRATION_REFERENCES = ("imdn", "rfdn", "rlfn")
@@ -132,12 +132,10 @@ def enqueue_references(study: optuna.Study, settings: SearchSettings) -> None:
     space = get_space(settings.space)
     alive = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
     present = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=alive)}
+    inside = reference_params(space, list(REFERENCES))
     for name in (n for n in REFERENCES if n not in present):
-        try:
-            params = space.params_of(get_reference(name))
-        except ValueError:
-            params = {}  # outside this space: measured all the same, without search parameters
-        study.enqueue_trial(params, user_attrs={"reference": name})
+        # A reference outside this space is measured all the same, without search parameters.
+        study.enqueue_trial(inside.get(name, {}), user_attrs={"reference": name})
 
 
 def worker_id() -> str:

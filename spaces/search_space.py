@@ -86,6 +86,13 @@ class SearchSpace:
             raise ValueError(f"{config.describe()} is outside the {self.name!r} space: input_scale={config.input_scale}")
         return params
 
+    def contains(self, config: ArchConfig) -> bool:
+        try:
+            self.params_of(config)
+        except ValueError:
+            return False
+        return True
+
     def _admits(self, name: str, value: Any) -> bool:
         choices = {"block": self.blocks, "kernel_size": self.kernel_sizes, "attention": self.attentions,
                    "activation": self.activations, "fusion": self.fusions, "rep_conv": self.rep_conv,
@@ -130,10 +137,4 @@ def get_space(name: str) -> SearchSpace:
 
 def reference_params(space: SearchSpace, names: list[str]) -> dict[str, dict[str, Any]]:
     """Trial parameters of the named references that lie inside `space` (others are skipped)."""
-    params = {}
-    for name in names:
-        try:
-            params[name] = space.params_of(get_reference(name))
-        except ValueError:
-            continue
-    return params
+    return {name: space.params_of(get_reference(name)) for name in names if space.contains(get_reference(name))}
