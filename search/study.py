@@ -175,8 +175,13 @@ def reap_dead_workers(study: optuna.Study, *, unowned_after_s: float = GRACE_PER
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a lost trial's parameters again (a reference keeps its name)."""
-    study.enqueue_trial(trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "reference"})
+    """Enqueue a lost trial's parameters again (a reference keeps its name).
+
+    A candidate lost before its parameters were sampled has nothing to retry: the sampler picks afresh.
+    """
+    reference = {k: v for k, v in trial.user_attrs.items() if k == "reference"}
+    if trial.params or reference:
+        study.enqueue_trial(trial.params, user_attrs=reference)
 
 
 def requeue_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:

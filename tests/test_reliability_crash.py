@@ -16,13 +16,15 @@ from optuna.trial import FrozenTrial, TrialState
 import train_proxy
 from search import candidate
 from search.runner import SearchStalled, optimize
-from search.study import REFERENCES, open_study, reap_dead_workers
+from search.study import REFERENCES, open_study, reap_dead_workers, requeue
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def running_trial(results: Path, *, min_number: int):
-    return started_trial(sqlite_url(results), min_number=min_number)
+    """A candidate running with its parameters chosen: what `kill -9 mid-trial` must not lose."""
+    trial = started_trial(sqlite_url(results), min_number=min_number)
+    return trial if trial is not None and "config" in trial.user_attrs else None
 
 
 def done(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -123,6 +125,19 @@ def test_a_trial_whose_worker_died_before_starting_it_is_reaped(search_settings,
     assert trial.state == TrialState.FAIL and "its worker died before starting it" in trial.user_attrs["fail_reason"]
     waiting = [t.user_attrs["reference"] for t in study.get_trials() if t.state == TrialState.WAITING]
     assert sorted(waiting) == sorted(REFERENCES)
+
+
+def test_a_lost_candidate_is_retried_only_when_its_parameters_were_chosen():
+    study = optuna.create_study()
+    unsampled = study.ask()  # lost before the sampler chose anything
+    sampled = study.ask()
+    sampled.suggest_int("blocks", 1, 8)
+    lost = {t.number: t for t in study.get_trials()}
+    requeue(study, lost[unsampled.number])
+    assert not [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    requeue(study, lost[sampled.number])
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and study.ask().suggest_int("blocks", 1, 8) == sampled.params["blocks"]
 
 
 def fake_failure(reason: str, budget: train_proxy.Budget) -> train_proxy.ProxyResult:
