@@ -1,0 +1,1 @@
+"""Benchmarks: one module per question, each run as `python3 -m bench.<name>`, raw figures in bench/results/."""
