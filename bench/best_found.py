@@ -13,6 +13,7 @@ dominates SPAN when its latency is no higher and its proxy PSNR no lower, one of
 from __future__ import annotations
 
 import argparse
+import warnings
 import json
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=3, help="latency passes over all models (median ratio)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="the studies of bench.search_efficiency")
     parser.add_argument("--name", default="best_found")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    found = winners(runs=RUNS, samplers=args.samplers)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    found = winners(runs=args.runs, samplers=args.samplers)
     if not found:
-        raise SystemExit(f"no study with a feasible winner under {RUNS}: run `python3 -m bench.search_efficiency` first")
+        raise SystemExit(f"no study with a feasible winner under {args.runs}: run `python3 -m bench.search_efficiency` first")
 
     measurement = Measurement(device=args.device, latency_input=None, dtype=args.dtype)
     baseline = measurement.baseline()
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<13} {entry['label']:<46} {entry['params']:>8,} {ratio[name]:8.3f} {entry['proxy_psnr']:6.2f} | "
               f"{ratio['rlfn']:8.3f} {refs['rlfn']['proxy_psnr']:6.2f} | {ratio['span']:8.3f} "
               f"{refs['span']['proxy_psnr']:6.2f} | " + ", ".join(r for r, yes in entry["dominates"].items() if yes))
-    write_result(args.name, {"settings": vars(args), "winners": found,
+    write_result(args.name, {"settings": {**vars(args), "runs": str(args.runs)}, "winners": found,
                              "reference_latency_ratio": {ref: {"median": ratio[ref], "samples": samples[ref]}
                                                          for ref in WINNERS},
                              "dominates_span": sum(e["dominates"]["span"] for e in found),

@@ -15,6 +15,7 @@ bench/runs/overhead/) and reports, from the trials' own records:
 from __future__ import annotations
 
 import argparse
+import warnings
 import datetime
 import time
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="overhead")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     folder = RUNS / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     settings = SearchSettings(track="runtime", trials=args.trials, seed=args.seed, device=args.device,
                               results=str(folder), study_name="overhead")

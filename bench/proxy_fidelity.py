@@ -28,8 +28,10 @@ from spaces import ArchConfig, build_model, get_reference, get_space, inference_
 REFERENCES = ("imdn", "rfdn", "rlfn", "span")
 
 
-def sample_architectures(*, count: int, space: str, seed: int, pool: int = 300) -> list[tuple[str, ArchConfig]]:
-    """`count` configs of `space` within IMDN's parameter budget, evenly spaced in their parameter ranking."""
+def sample_architectures(*, count: int, space: str, seed: int, pool: int = 300,
+                         rep_conv: bool | None = None) -> list[tuple[str, ArchConfig]]:
+    """`count` configs of `space` within IMDN's parameter budget, evenly spaced in their parameter ranking;
+    `rep_conv` True or False keeps only configs with or without re-parameterisable convs."""
     sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     search_space = get_space(space)
     by_key: dict[str, tuple[int, ArchConfig]] = {}
@@ -37,6 +39,8 @@ def sample_architectures(*, count: int, space: str, seed: int, pool: int = 300) 
         try:
             config = search_space.suggest(sampler_study.ask())
         except ValueError:
+            continue
+        if rep_conv is not None and config.rep_conv != rep_conv:
             continue
         params = count_params(inference_form(build_model(config)))
         if params <= IMDN_PARAMS:
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default="mixed")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the same for every run)")
     parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--include-rep", action="store_true",
+                        help="sample re-parameterisable-conv networks too (their multi-branch training costs 3-8x)")
     parser.add_argument("--iterations", type=int, help="proxy override (default: the quick budget's)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--patch", type=int)
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = train_proxy.BUDGETS["quick"]
     long = quick.replace(name=f"quick-x{args.factor}", iterations=quick.iterations * args.factor)
     archs = [(name, get_reference(name)) for name in REFERENCES]
-    archs += sample_architectures(count=args.sampled, space=args.space, seed=args.sample_seed)
+    archs += sample_architectures(count=args.sampled, space=args.space, seed=args.sample_seed,
+                                  rep_conv=None if args.include_rep else False)
     data = load_dataset(None)
 
     # Long runs are shared between proxies: reuse them from any earlier result file of this benchmark.

@@ -14,6 +14,7 @@ feasible latency ratio. Studies are kept under bench/runs/ (a rerun resumes them
 from __future__ import annotations
 
 import argparse
+import warnings
 import time
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,9 @@ def candidate_trajectory(frame: pd.DataFrame, *, floor: float) -> list[dict[str,
     return trajectory
 
 
-def search(*, sampler: str, seed: int, trials: int, budget: str, space: str) -> dict[str, Any]:
+def search(*, sampler: str, seed: int, trials: int, budget: str, space: str, runs: Path = RUNS) -> dict[str, Any]:
     """Run (or resume) one sampler's search of one seed; return its trajectory and figures."""
-    folder = RUNS / f"seed{seed}"
+    folder = runs / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(folder / 'studies.db').as_posix()}"
     common = dict(track="runtime", space=space, seed=seed, budget=budget, storage=storage, results=str(folder),
@@ -127,14 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=16, help="trials per search, the 4 references included")
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--space", default="mixed")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="where the studies are kept (default: %(default)s)")
     parser.add_argument("--name", default="search_efficiency")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     runs = []
     for seed in args.seeds:
         for sampler in args.samplers:
-            runs.append(search(sampler=sampler, seed=seed, trials=args.trials, budget=args.budget, space=args.space))
-            write_result(args.name, {"settings": vars(args), "summary": summarise(runs), "runs": runs})
+            runs.append(search(sampler=sampler, seed=seed, trials=args.trials, budget=args.budget, space=args.space,
+                               runs=args.runs))
+            write_result(args.name, {"settings": {**vars(args), "runs": str(args.runs)}, "summary": summarise(runs), "runs": runs})
     summary = summarise(runs)
     for sampler, figures in summary.items():
         hv, best = figures["hypervolume"], figures["best_latency_ratio"]
