@@ -8,6 +8,7 @@ dominates SPAN when its latency is no higher and its proxy PSNR no lower, one of
 
     python3 -m bench.best_found                    # the tpe studies
     python3 -m bench.best_found --samplers tpe random
+    python3 -m bench.best_found --runs bench/runs/search_efficiency bench/runs/default_budget
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from spaces import ArchConfig, get_reference
 WINNERS = ("rlfn", "span")
 
 
-def winners(*, runs: Path, samplers: list[str]) -> list[dict[str, Any]]:
+def winners(*, runs: list[Path], samplers: list[str]) -> list[dict[str, Any]]:
     """The runtime winner of every study found, with the quick-budget PSNRs of its study's references."""
     track = get_track("runtime")
     found = []
-    for db in sorted(runs.glob("seed*/studies.db")):
+    for db in sorted(db for folder in runs for db in folder.glob("seed*/studies.db")):
         storage = f"sqlite:///{db.as_posix()}"
         for sampler in samplers:
             if sampler not in optuna.study.get_all_study_names(storage):
@@ -49,7 +50,7 @@ def winners(*, runs: Path, samplers: list[str]) -> list[dict[str, Any]]:
                 continue
             top = sampled.iloc[0]
             row = frame[frame["number"] == top["number"]].iloc[0]
-            found.append({"study": f"{db.parent.name}/{sampler}", "trial": int(top["number"]),
+            found.append({"study": f"{db.parent.parent.name}/{db.parent.name}/{sampler}", "trial": int(top["number"]),
                           "config": json.loads(row["config"]), "label": top["label"], "params": int(top["params"]),
                           "proxy_psnr": float(top["psnr"]), "search_latency_ratio": float(top["latency_ratio"]),
                           "trials": len(frame),
@@ -64,14 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=3, help="latency passes over all models (median ratio)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
-    parser.add_argument("--runs", type=Path, default=RUNS, help="the studies of bench.search_efficiency")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[RUNS],
+                        help="folders of bench.search_efficiency studies (its --runs)")
     parser.add_argument("--name", default="best_found")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     found = winners(runs=args.runs, samplers=args.samplers)
     if not found:
-        raise SystemExit(f"no study with a feasible winner under {args.runs}: run `python3 -m bench.search_efficiency` first")
+        raise SystemExit(f"no study with a feasible winner under {', '.join(map(str, args.runs))}: "
+                         f"run `python3 -m bench.search_efficiency` first")
 
     measurement = Measurement(device=args.device, latency_input=None, dtype=args.dtype)
     baseline = measurement.baseline()
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             samples[name].append(measure_speed(config, measurement=measurement, baseline=baseline)["latency_ratio"])
     ratio = {name: float(np.median(values)) for name, values in samples.items()}
 
-    print(f"{'study':<13} {'winner':<46} {'params':>8} {'lat/IMDN':>8} {'PSNR':>6} | "
+    print(f"{'study':<36} {'winner':<46} {'params':>8} {'lat/IMDN':>8} {'PSNR':>6} | "
           f"{'RLFN lat':>8} {'PSNR':>6} | {'SPAN lat':>8} {'PSNR':>6} | dominates")
     for entry in found:
         name, refs = entry["study"], entry["references"]
@@ -91,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         entry["latency_ratio_samples"] = samples[name]
         entry["dominates"] = {ref: _dominates((ratio[name], entry["proxy_psnr"]),
                                               (ratio[ref], refs[ref]["proxy_psnr"])) for ref in WINNERS}
-        print(f"{name:<13} {entry['label']:<46} {entry['params']:>8,} {ratio[name]:8.3f} {entry['proxy_psnr']:6.2f} | "
+        print(f"{name:<36} {entry['label']:<46} {entry['params']:>8,} {ratio[name]:8.3f} {entry['proxy_psnr']:6.2f} | "
               f"{ratio['rlfn']:8.3f} {refs['rlfn']['proxy_psnr']:6.2f} | {ratio['span']:8.3f} "
               f"{refs['span']['proxy_psnr']:6.2f} | " + ", ".join(r for r, yes in entry["dominates"].items() if yes))
-    write_result(args.name, {"settings": {**vars(args), "runs": str(args.runs)}, "winners": found,
+    write_result(args.name, {"settings": {**vars(args), "runs": [str(r) for r in args.runs]}, "winners": found,
                              "reference_latency_ratio": {ref: {"median": ratio[ref], "samples": samples[ref]}
                                                          for ref in WINNERS},
                              "dominates_span": sum(e["dominates"]["span"] for e in found),

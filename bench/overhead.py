@@ -18,6 +18,7 @@ import argparse
 import warnings
 import datetime
 import time
+from typing import Any
 
 import numpy as np
 import optuna
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"candidates per hour: {figures['candidates_per_hour']:.0f}; whole command "
           f"{figures['trials_per_hour_whole_command']:.0f} trials/hour")
     print(f"outside training: {figures['outside_training_share']:.1%} of trained trials' wall time "
-          f"(median {np.median(outside):.2f} s a trial); whole command {figures['outside_training_share_whole_command']:.1%}")
+          f"(median {np.median(outside):.2f} s a trial); whole command "
+          f"{figures['outside_training_share_whole_command']:.1%}")
     print(f"loader {figures['loader_images_per_s']:.0f} images/s; training consumes "
           f"{figures['training_images_per_s']['median']:.0f} (max {max(consumed):.0f})")
     for key, value in figures["step_costs"].items():

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         for sampler in args.samplers:
             runs.append(search(sampler=sampler, seed=seed, trials=args.trials, budget=args.budget, space=args.space,
                                runs=args.runs))
-            write_result(args.name, {"settings": {**vars(args), "runs": str(args.runs)}, "summary": summarise(runs), "runs": runs})
+            write_result(args.name, {"settings": {**vars(args), "runs": str(args.runs)}, "summary": summarise(runs),
+                                     "runs": runs})
     summary = summarise(runs)
     for sampler, figures in summary.items():
         hv, best = figures["hypervolume"], figures["best_latency_ratio"]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
@@ -76,8 +77,9 @@ def _safe_url(url: str) -> str:
         return url
 
 
-def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
-    seed = settings.seed
+def make_sampler(settings: SearchSettings, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler of --sampler, seeded with `seed` (default: --seed)."""
+    seed = settings.seed if seed is None else seed
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
                                           constant_liar=settings.workers > 1)
@@ -103,6 +105,8 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings))
         stored = _wait_until_ready(study)
+        study.sampler = make_sampler(settings, seed=joining_seed(settings.seed, trials=len(study.get_trials(
+            deepcopy=False))))
     if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)
         study.set_user_attr("settings", settings.defining())
@@ -116,6 +120,16 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     reap_dead_workers(study)
     enqueue_references(study, settings)  # again those lost to an interrupted or stale trial
     return study
+
+
+def joining_seed(seed: int, *, trials: int) -> int:
+    """The sampler seed of a process that resumes or joins a study holding `trials` trials.
+
+    --seed again would replay the first run's random draws (a resumed random search would propose its
+    earlier candidates again, and workers joining together would propose the same ones); so the seed is
+    mixed with the study's size and this process's id. A fresh study's first process keeps --seed itself.
+    """
+    return int(np.random.SeedSequence([seed, trials, os.getpid()]).generate_state(1)[0])
 
 
 def _wait_until_ready(study: optuna.Study, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.settings import SAMPLERS, SearchSettings
-from search.study import enqueue_references, make_sampler
+from search.study import REFERENCES, enqueue_references, make_sampler, open_study
 from search.tracks import get_track
 from spaces import build_model, get_space, reference_params
 
@@ -36,3 +36,21 @@ def test_every_sampler_searches_every_space_with_constraints(sampler, space):
     assert len({tuple(sorted(t.params.items())) for t in sampled}) > 3  # it explores
     for trial in sampled[-2:]:
         build_model(get_space(space).suggest(optuna.trial.FixedTrial(trial.params)))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_resumed_search_draws_new_candidates_not_its_first_ones_again(search_settings, tmp_path):
+    """Re-seeding with --seed on resume would replay the first run's draws (a resumed random search proposed
+    its earlier candidates again, each then a duplicate that counted as a trial)."""
+    settings = search_settings(tmp_path / "results", sampler="random")
+    space = get_space(settings.space)
+    study = open_study(settings)
+    for _ in REFERENCES:
+        study.tell(study.ask(), values=[1.0, 27.0])
+    first = [space.suggest(study.ask()) for _ in range(3)]
+    fresh = open_study(settings.replace(study_name="same-seed-fresh"))  # a new study replays --seed exactly
+    for _ in REFERENCES:
+        fresh.tell(fresh.ask(), values=[1.0, 27.0])
+    assert [space.suggest(fresh.ask()) for _ in range(3)] == first
+    resumed = open_study(settings)
+    assert space.suggest(resumed.ask()) not in first
