@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault(key, {})[long.name] = entry[long.name]
 
     def save() -> None:
+        mine = {config.key(): runs[config.key()] for _, config in archs if config.key() in runs}
         write_result(args.name, {"proxy": proxy.to_dict(), "long": long.to_dict(), "seed": args.seed,
-                                 "space": args.space, "data": data.to_dict(), "runs": runs,
+                                 "space": args.space, "data": data.to_dict(), "runs": mine,
                                  "summary": summarise(archs, runs, proxy=proxy.name, long=long.name)})
 
     for budget in (proxy, long):

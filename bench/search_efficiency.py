@@ -80,6 +80,7 @@ def search(*, sampler: str, seed: int, trials: int, budget: str, space: str, run
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=sampler, storage=storage)
     frame = trials_frame(study, get_track("runtime"))
+    frame = frame[frame["number"] < trials]  # a study extended since (more --trials) is judged at this budget
     floor = study.user_attrs["calibration"]["floor"]
     trajectory = candidate_trajectory(frame, floor=floor)
     candidates = frame[frame["reference"] == ""]
