@@ -329,7 +329,7 @@ def _worker_main(settings: SearchSettings, env: dict[str, str], index: int) -> N
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     say = lambda line: print(f"[w{index}] {line}", flush=True)  # noqa: E731
     try:
-        study = open_study(settings)
+        study = open_study(settings, stream=index + 1)
         optimize(settings, study, say=say, ctrl_c=ctrl_c)
     except KeyboardInterrupt:
         sys.exit(130)  # the parent says how to resume (run_search)

@@ -92,8 +92,12 @@ def make_sampler(settings: SearchSettings, *, seed: int | None = None) -> optuna
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """Create the run's study, or load it to resume; a study created with other settings is refused."""
+def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage | None = None,
+               stream: int = 0) -> optuna.Study:
+    """Create the run's study, or load it to resume; a study created with other settings is refused.
+
+    `stream`: the local worker number (0 for a lone process), which seeds a joining sampler (joining_seed).
+    """
     storage = storage or make_storage(settings.storage_url)
     track = get_track(settings.track)
     try:
@@ -105,8 +109,7 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings))
         stored = _wait_until_ready(study)
-        study.sampler = make_sampler(settings, seed=joining_seed(settings.seed, trials=len(study.get_trials(
-            deepcopy=False))))
+        study.sampler = make_sampler(settings, seed=joining_seed(study, seed=settings.seed, stream=stream))
     if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)
         study.set_user_attr("settings", settings.defining())
@@ -122,14 +125,18 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     return study
 
 
-def joining_seed(seed: int, *, trials: int) -> int:
-    """The sampler seed of a process that resumes or joins a study holding `trials` trials.
+def joining_seed(study: optuna.Study, *, seed: int, stream: int = 0) -> int:
+    """The sampler seed of a process that resumes or joins `study` (`stream`: its local worker number, 0 alone).
 
-    --seed again would replay the first run's random draws (a resumed random search would propose its
-    earlier candidates again, and workers joining together would propose the same ones); so the seed is
-    mixed with the study's size and this process's id. A fresh study's first process keeps --seed itself.
+    --seed again would replay the draws already made (a resumed random search proposed its earlier candidates
+    again) and give workers started together the same draws; so, once the study holds candidates or for a
+    local worker, the seed is mixed with the number of candidates, the stream and the process id. A study
+    holding only its references has nothing to replay: a lone process keeps --seed, as its creator would.
     """
-    return int(np.random.SeedSequence([seed, trials, os.getpid()]).generate_state(1)[0])
+    candidates = sum("reference" not in t.user_attrs for t in study.get_trials(deepcopy=False))
+    if candidates == 0 and stream == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, candidates, stream, os.getpid()]).generate_state(1)[0])
 
 
 def _wait_until_ready(study: optuna.Study, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any] | None:

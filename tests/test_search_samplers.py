@@ -44,13 +44,18 @@ def test_a_resumed_search_draws_new_candidates_not_its_first_ones_again(search_s
     its earlier candidates again, each then a duplicate that counted as a trial)."""
     settings = search_settings(tmp_path / "results", sampler="random")
     space = get_space(settings.space)
-    study = open_study(settings)
-    for _ in REFERENCES:
-        study.tell(study.ask(), values=[1.0, 27.0])
-    first = [space.suggest(study.ask()) for _ in range(3)]
-    fresh = open_study(settings.replace(study_name="same-seed-fresh"))  # a new study replays --seed exactly
-    for _ in REFERENCES:
-        fresh.tell(fresh.ask(), values=[1.0, 27.0])
-    assert [space.suggest(fresh.ask()) for _ in range(3)] == first
-    resumed = open_study(settings)
-    assert space.suggest(resumed.ask()) not in first
+
+    def references_done(settings):
+        study = open_study(settings)
+        for _ in REFERENCES:
+            study.tell(study.ask(), values=[1.0, 27.0])
+
+    references_done(settings)
+    first = space.suggest(open_study(settings).ask())  # only references so far: nothing to replay, --seed as is
+    resumed = [space.suggest(open_study(settings).ask()) for _ in range(2)]  # candidates exist: fresh draws
+    assert len({config.key() for config in (first, *resumed)}) == 3
+    fresh = settings.replace(study_name="same-seed-fresh")
+    references_done(fresh)
+    assert space.suggest(open_study(fresh).ask()) == first  # same --seed, same first draw: reproducible
+    workers = [open_study(settings, stream=k) for k in (1, 2)]
+    assert space.suggest(workers[0].ask()) != space.suggest(workers[1].ask())
