@@ -1,25 +1,36 @@
-"""Turn an `ArchConfig` into a PyTorch module, and a trained module into its inference form."""
+"""Turn an architecture (an `ArchConfig` or a `ModelFile`) into a PyTorch module, and a trained module into
+its inference form."""
 
 from __future__ import annotations
 
 import copy
+from typing import Union
 
 from torch import nn
 
 from spaces.config import ArchConfig
-from spaces.network import SRNet, fuse_rep_convs
+from spaces.model_file import ModelFile
+from spaces.network import RepConv, SRNet, fuse_rep_convs
+
+# The two kinds of network the toolkit measures and trains: a point of the search space, or a model file.
+Architecture = Union[ArchConfig, ModelFile]
 
 
-def build_model(config: ArchConfig) -> SRNet:
-    """The network described by `config`: [0, 1] RGB LR of any size -> x4 RGB."""
-    return SRNet(**config.network_kwargs())
+def build_model(arch: Architecture) -> nn.Module:
+    """A freshly initialised network: [0, 1] RGB LR of any size -> x4 RGB in [0, 1]."""
+    if isinstance(arch, ModelFile):
+        return arch.build()
+    return SRNet(**arch.network_kwargs())
 
 
 def inference_form(model: nn.Module) -> nn.Module:
     """A copy of `model` with re-parameterised convs fused into plain convs (the model is untouched).
 
-    Complexity, latency and exports use this form; a model without RepConv comes back as a plain copy.
+    Complexity, latency and exports use this form. A model without RepConv comes back as it is: there is
+    nothing to fuse, and some model files (weight_norm) cannot be deep-copied.
     """
+    if not any(isinstance(module, RepConv) for module in model.modules()):
+        return model
     return fuse_rep_convs(copy.deepcopy(model))
 
 

@@ -1,0 +1,85 @@
+"""The entries of a challenge kit folder (the layout of `../shared/ntire-kits`): one record per entry.
+
+A kit folder holds `<edition>/models/`, `<edition>/model_zoo/` and a `manifest.csv` with, per entry, how the
+kit's `test_demo.py` builds and loads it and the figures the challenge published. Entries are addressed as
+`edition:id` (ids repeat across editions).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from spaces.model_file import ModelFile, ModelFileError
+
+MANIFEST = "manifest.csv"
+PUBLISHED_FIELDS = {  # manifest column -> record field
+    "published_val_psnr": "val_psnr", "published_test_psnr": "test_psnr", "runtime_ms": "runtime_ms",
+    "params_m": "params_m", "flops_g": "flops_g", "acts_m": "activations_m", "mem_mb": "memory_mb", "convs": "convs",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KitEntry:
+    """One challenge entry: its model reference and the figures the challenge published (None when blank)."""
+
+    edition: int
+    id: int
+    team: str
+    model: ModelFile
+    tile: int | None
+    published: dict[str, float | None]
+
+    @property
+    def name(self) -> str:
+        return f"{self.edition}:{self.id}"
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.model.weights) and Path(self.model.weights).is_file()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry": self.name, "team": self.team, **self.model.to_dict(), "tile": self.tile,
+                "published": dict(self.published)}
+
+
+def read_kit(kit_dir: str | Path) -> list[KitEntry]:
+    """Every entry of the kit's manifest, with paths resolved inside `kit_dir`."""
+    kit_dir = Path(kit_dir)
+    manifest = kit_dir / MANIFEST
+    if not manifest.is_file():
+        raise ModelFileError(f"{kit_dir} is not a kit folder: {MANIFEST} not found")
+    with manifest.open(newline="") as handle:
+        return [_entry(kit_dir, row, line) for line, row in enumerate(csv.DictReader(handle), start=2)]
+
+
+def get_entry(kit_dir: str | Path, name: str) -> KitEntry:
+    """The entry `edition:id` of the kit; a ModelFileError lists the known ones."""
+    entries = read_kit(kit_dir)
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    raise ModelFileError(f"no entry {name!r} in {Path(kit_dir) / MANIFEST}; entries are edition:id, "
+                         f"e.g. {', '.join(e.name for e in entries[:4])}")
+
+
+def _entry(kit_dir: Path, row: dict[str, str], line: int) -> KitEntry:
+    try:
+        edition, entry_id = int(row["edition"]), int(row["id"])
+        folder = kit_dir / str(edition)
+        module_path = folder / Path(*row["module"].split("."))
+        path = module_path.with_suffix(".py") if module_path.with_suffix(".py").exists() else module_path
+        model = ModelFile(
+            path=str(path), factory=row["factory"], args=row["args"] or "{}",
+            weights=str(folder / row["weights"]) if row["weights"] else None,
+            state_key=row["state_key"] or None, strip_prefix=row["strip_prefix"] or None,
+            data_range=float(row["data_range"] or 1.0), label=f"{edition}:{entry_id} {row['team']}")
+        published = {field: float(row[column]) if row.get(column) else None
+                     for column, field in PUBLISHED_FIELDS.items()}
+        return KitEntry(edition=edition, id=entry_id, team=row["team"], model=model,
+                        tile=int(row["tile"]) if row.get("tile") else None, published=published)
+    except (KeyError, ValueError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{kit_dir / MANIFEST} line {line}: {error}") from None
