@@ -73,9 +73,11 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
     p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")
-    p.add_argument("--psnr-floor", default=d.psnr_floor, help="calibrated | imdn-margin")
-    p.add_argument("--floor", type=float, default=d.floor, help="predicted PSNR floor [dB] (calibrated)")
-    p.add_argument("--margin", type=float, default=d.margin, help="dB under IMDN's proxy PSNR (imdn-margin)")
+    p.add_argument("--floor", type=float, default=d.floor, help="PSNR floor [dB] on the challenge's published scale")
+    p.add_argument("--predictor", default=d.predictor,
+                   help="features of the PSNR predictor: curve+size (default) | curve | proxy+size | proxy | size")
+    p.add_argument("--calibrate-with", metavar="KIT_DIR",
+                   help="a challenge kit folder (layout of ntire-kits) whose entries add calibration points")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false")
     p.add_argument("--early-stop-margin", type=float, default=d.early_stop_margin)
     p.add_argument("--reeval-top", type=int, default=d.reeval_top, help="Pareto members re-trained (0: off)")

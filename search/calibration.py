@@ -1,107 +1,236 @@
-"""The PSNR floor: from a short proxy's PSNR to the full-training PSNR the challenge's floor refers to.
+"""The PSNR verdict: from a short proxy training to the full-training PSNR, with an interval.
 
-A short proxy keeps the references' order but stretches their gaps several times, so a literal
-"IMDN's proxy PSNR - 0.13 dB" floor would reject RLFN, which met the real floor. The calibrated floor
-fits a monotone map on the references' (proxy PSNR, published DIV2K-valid PSNR) points, measured in
-the same study with the same budget, data and seed; a candidate is feasible when its predicted PSNR
-reaches the floor (29.00 dB by default).
+A 150-step proxy measures early trainability, not final quality: networks with an image-level skip start
+near bicubic and look good early, skip-less and re-parameterised networks start slowly. So the verdict is a
+prediction, fitted on networks whose full-training quality is known (the references and a kit's entries,
+proxy-trained with the study's own budget, data and seed) and validated leave-one-out by
+`bench.zoo_fidelity`.
+
+Two stages:
+1. On the validation images: ridge regression of the official weights' PSNR (what full training reached on the
+   images the proxy scores) on features of the proxy curve and the size of the network. The 80% interval is
+   the 80th percentile of the leave-one-out residuals, widened by the point's leverage (an architecture
+   unlike the calibration points gets a wider interval).
+2. On the edition's published scale: a linear map fitted on the points with a published figure; its scatter
+   widens the interval. A candidate is feasible when the whole interval clears the floor, infeasible when the
+   whole interval is under it, uncertain otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-CALIBRATED = "calibrated"
-IMDN_MARGIN = "imdn-margin"
+COVERAGE = 0.8
+Z_COVERAGE = 1.2815515655446004  # two-sided 80% of a normal distribution
+RIDGE_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+MIN_POINTS_PER_FEATURE = 4
+DEFAULT_MAP_SIGMA = 0.1  # dB: scatter of the published map when too few points give it
+
+
+class Verdict(str, enum.Enum):
+    FEASIBLE = "feasible"
+    UNCERTAIN = "uncertain"
+    INFEASIBLE = "infeasible"
+
+
+class Feature(str, enum.Enum):
+    """What the predictor may read of one proxy run."""
+
+    FINAL = "final"          # proxy PSNR at the last checkpoint
+    LATE_GAIN = "late_gain"  # PSNR gained over the last quarter of the run: a slow starter is still climbing
+    START = "start"          # PSNR before training: an image-level (bicubic) skip starts near bicubic
+    LOG_PARAMS = "log_params"  # capacity
+
+
+FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
+    "proxy": (Feature.FINAL,),
+    "curve": (Feature.FINAL, Feature.LATE_GAIN, Feature.START),
+    "curve+size": (Feature.FINAL, Feature.LATE_GAIN, Feature.START, Feature.LOG_PARAMS),
+    "proxy+size": (Feature.FINAL, Feature.LOG_PARAMS),
+    "size": (Feature.LOG_PARAMS,),
+}
+DEFAULT_FEATURES = "curve+size"
 
 
 @dataclass(frozen=True)
-class PsnrFloor:
-    """Feasible when `predict(proxy_psnr) >= floor`.
+class ProxyRun:
+    """What the predictor reads of one architecture: its proxy PSNR curve and its parameter count."""
 
-    calibrated: isotonic (pool-adjacent-violators) fit through the reference points, linear in
-    between, extrapolated with the least-squares slope (clipped at 0 so the map stays monotone).
-    imdn-margin: the literal rule; predicted = IMDN's published PSNR + (proxy - IMDN's proxy), and the
-    floor is IMDN's published PSNR - margin, i.e. proxy >= IMDN's proxy - margin.
-    """
+    curve: tuple[tuple[int, float], ...]
+    params: int
 
-    mode: str
-    floor: float
-    names: tuple[str, ...]
-    proxy: tuple[float, ...]
-    published: tuple[float, ...]
-    knots_x: tuple[float, ...]
-    knots_y: tuple[float, ...]
-    slope: float
-
-    def predict(self, proxy_psnr: float) -> float:
-        x = float(proxy_psnr)
-        if x < self.knots_x[0]:
-            return float(self.knots_y[0] + self.slope * (x - self.knots_x[0]))
-        if x > self.knots_x[-1]:
-            return float(self.knots_y[-1] + self.slope * (x - self.knots_x[-1]))
-        return float(np.interp(x, self.knots_x, self.knots_y))
-
-    def violation(self, proxy_psnr: float) -> float:
-        """Optuna's constraint value: <= 0 when feasible."""
-        return self.floor - self.predict(proxy_psnr)
-
-    @property
-    def proxy_floor(self) -> float:
-        """The proxy PSNR at which the prediction reaches the floor (inf when none does)."""
-        if self.knots_y[0] >= self.floor:
-            return self.knots_x[0] - (self.knots_y[0] - self.floor) / self.slope if self.slope > 0 else -np.inf
-        if self.knots_y[-1] < self.floor:
-            return self.knots_x[-1] + (self.floor - self.knots_y[-1]) / self.slope if self.slope > 0 else np.inf
-        for x0, x1, y0, y1 in zip(self.knots_x, self.knots_x[1:], self.knots_y, self.knots_y[1:]):
-            if y0 < self.floor <= y1:
-                return x0 + (self.floor - y0) * (x1 - x0) / (y1 - y0)
-        return self.knots_x[-1]
-
-    @property
-    def degenerate(self) -> bool:
-        """True when the proxy does not order the references as full training does."""
-        return len(self.knots_x) < len(self.proxy) or self.slope <= 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "proxy_floor": float(self.proxy_floor), "degenerate": self.degenerate}
+    def feature(self, name: Feature) -> float:
+        psnrs = [psnr for _, psnr in self.curve]
+        if name is Feature.FINAL:
+            return psnrs[-1]
+        if name is Feature.LATE_GAIN:
+            return psnrs[-1] - psnrs[-2] if len(psnrs) > 1 else 0.0
+        if name is Feature.START:
+            return psnrs[0]
+        return math.log10(self.params)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PsnrFloor:
-        fields = {k: data[k] for k in cls.__dataclass_fields__}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    def from_record(cls, record: dict[str, Any]) -> ProxyRun:
+        """From a trial's or a cache's record (`psnr_curve` or `curve`, and `params`)."""
+        curve = record.get("psnr_curve") or record.get("curve")
+        return cls(curve=tuple((int(step), float(psnr)) for step, psnr in curve), params=int(record["params"]))
 
 
-def fit_psnr_floor(*, points: dict[str, tuple[float, float]], mode: str = CALIBRATED, floor: float = 29.00,
-                   margin: float = 0.13, baseline: str = "imdn") -> PsnrFloor:
-    """Fit the floor on `points`: reference name -> (proxy PSNR, published full-training PSNR)."""
-    names = tuple(points)
-    proxy = tuple(float(points[n][0]) for n in names)
-    published = tuple(float(points[n][1]) for n in names)
-    if mode == IMDN_MARGIN:
-        if baseline not in points:
-            raise ValueError(f"the imdn-margin floor needs the {baseline!r} reference")
-        x0, y0 = points[baseline]
-        return PsnrFloor(mode, y0 - margin, names, proxy, published, (float(x0),), (float(y0),), 1.0)
-    if mode != CALIBRATED:
-        raise ValueError(f"unknown PSNR floor mode {mode!r}; choose {CALIBRATED} or {IMDN_MARGIN}")
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """A network whose full-training quality is known. target: its trained weights' PSNR on the validation
+    images; published: the challenge's figure on the edition's scale (None when not published)."""
+
+    name: str
+    run: ProxyRun
+    target: float
+    published: float | None = None
+    source: str = "reference"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted full-training PSNR with its 80% interval, on the validation images and on the published scale."""
+
+    on_valid: float
+    on_valid_low: float
+    on_valid_high: float
+    psnr: float
+    low: float
+    high: float
+    verdict: Verdict
+
+    def to_record(self) -> dict[str, Any]:
+        """The trial attributes of a prediction."""
+        return {"psnr_predicted": self.psnr, "psnr_low": self.low, "psnr_high": self.high,
+                "psnr_predicted_valid": self.on_valid, "verdict": self.verdict.value}
+
+
+@dataclass(frozen=True)
+class PsnrPredictor:
+    """A fitted predictor; `predict` gives a `Prediction` for any proxy run of the same budget, data and seed."""
+
+    floor: float
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    ridge: float
+    gram_inverse: tuple[tuple[float, ...], ...]  # (Z'Z + ridge I)^-1 of the standardised features
+    residual_quantile: float  # 80th percentile of |leave-one-out residual| / sqrt(1 + leverage)
+    map_intercept: float
+    map_slope: float
+    map_sigma: float
+    points: tuple[dict[str, Any], ...] = field(default=())  # name, source, target, published, features, loo
+
+    def predict(self, run: ProxyRun) -> Prediction:
+        z = self._standardise(run)
+        on_valid = self.intercept + float(z @ np.array(self.coef))
+        leverage = float(z @ np.array(self.gram_inverse) @ z)
+        half = self.residual_quantile * math.sqrt(1.0 + leverage)
+        psnr = self.map_intercept + self.map_slope * on_valid
+        half_published = math.hypot(self.map_slope * half, Z_COVERAGE * self.map_sigma)
+        low, high = psnr - half_published, psnr + half_published
+        verdict = (Verdict.FEASIBLE if low >= self.floor else
+                   Verdict.INFEASIBLE if high < self.floor else Verdict.UNCERTAIN)
+        return Prediction(on_valid, on_valid - half, on_valid + half, psnr, low, high, verdict)
+
+    def _standardise(self, run: ProxyRun) -> np.ndarray:
+        raw = np.array([run.feature(Feature(name)) for name in self.features])
+        return (raw - np.array(self.mean)) / np.array(self.scale)
+
+    def describe(self) -> str:
+        terms = " + ".join(f"{c:+.3f}*z({n})" for n, c in zip(self.features, self.coef))
+        return (f"on validation images: {self.intercept:.3f} {terms} (ridge {self.ridge:g}, 80% half-width "
+                f"{self.residual_quantile:.3f} dB x sqrt(1 + leverage)); published = {self.map_intercept:.3f} + "
+                f"{self.map_slope:.3f} x that (scatter {self.map_sigma:.3f} dB); {len(self.points)} calibration points")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PsnrPredictor:
+        values = {k: data[k] for k in cls.__dataclass_fields__}
+        values["features"] = tuple(values["features"])
+        values["mean"], values["scale"], values["coef"] = (tuple(values[k]) for k in ("mean", "scale", "coef"))
+        values["gram_inverse"] = tuple(tuple(row) for row in values["gram_inverse"])
+        values["points"] = tuple(values["points"])
+        return cls(**values)
+
+
+def fit_predictor(points: Sequence[CalibrationPoint], *, floor: float, features: str = DEFAULT_FEATURES,
+                  published_points: Sequence[tuple[float, float]] | None = None) -> PsnrPredictor:
+    """Fit on `points` (at least 2). With fewer than MIN_POINTS_PER_FEATURE points per feature, the feature set
+    shrinks to the proxy PSNR alone. `published_points`: (on validation images, published) pairs for the map
+    (default: the points that have a published figure)."""
     if len(points) < 2:
-        raise ValueError("the calibrated PSNR floor needs at least two reference points")
-    knots_x, knots_y = _isotonic(np.array(proxy), np.array(published))
-    slope = max(float(np.polyfit(proxy, published, 1)[0]), 0.0) if len(set(proxy)) > 1 else 0.0
-    return PsnrFloor(mode, float(floor), names, proxy, published, knots_x, knots_y, slope)
+        raise ValueError("the PSNR predictor needs at least two calibration points")
+    names = FEATURE_SETS[features] if features in FEATURE_SETS else _unknown_features(features)
+    if len(points) < MIN_POINTS_PER_FEATURE * len(names):
+        names = FEATURE_SETS["proxy"]
+    raw = np.array([[p.run.feature(n) for n in names] for p in points])
+    y = np.array([p.target for p in points])
+    mean, scale = raw.mean(axis=0), raw.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (raw - mean) / scale
+    ridge, loo = min(((lam, _loo_residuals(z, y, lam)) for lam in RIDGE_GRID), key=lambda item: np.mean(item[1] ** 2))
+    coef, intercept, gram_inverse = _ridge(z, y, ridge)
+    leverage = np.einsum("ij,jk,ik->i", z, gram_inverse, z)
+    quantile = float(np.quantile(np.abs(loo) / np.sqrt(1.0 + leverage), COVERAGE))
+    pairs = published_points if published_points is not None else [
+        (p.target, p.published) for p in points if p.published is not None]
+    map_intercept, map_slope, map_sigma = fit_published_map(pairs)
+    rows = tuple({"name": p.name, "source": p.source, "target": p.target, "published": p.published,
+                  "features": dict(zip((n.value for n in names), map(float, raw[i]))), "loo_residual": float(loo[i])}
+                 for i, p in enumerate(points))
+    return PsnrPredictor(
+        floor=float(floor), features=tuple(n.value for n in names), mean=tuple(map(float, mean)),
+        scale=tuple(map(float, scale)), coef=tuple(map(float, coef)), intercept=float(intercept), ridge=float(ridge),
+        gram_inverse=tuple(tuple(map(float, row)) for row in gram_inverse), residual_quantile=quantile,
+        map_intercept=map_intercept, map_slope=map_slope, map_sigma=map_sigma, points=rows)
 
 
-def _isotonic(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Pool-adjacent-violators: non-decreasing y over increasing x; pooled blocks collapse to their means."""
-    order = np.argsort(x, kind="stable")
-    blocks: list[list[float]] = []  # [sum_x, sum_y, count]
-    for i in order:
-        blocks.append([x[i], y[i], 1.0])
-        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] > blocks[-1][1] / blocks[-1][2]:
-            sx, sy, n = blocks.pop()
-            blocks[-1] = [blocks[-1][0] + sx, blocks[-1][1] + sy, blocks[-1][2] + n]
-    return tuple(float(b[0] / b[2]) for b in blocks), tuple(float(b[1] / b[2]) for b in blocks)
+def fit_published_map(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    """(intercept, slope, residual sigma) of published = intercept + slope * on_valid. With fewer than 4 pairs
+    the slope is 1 (an offset) and the scatter DEFAULT_MAP_SIGMA; the slope is kept in [0.5, 2]."""
+    if not pairs:
+        return 0.0, 1.0, DEFAULT_MAP_SIGMA
+    x, y = np.array(pairs, dtype=float).T
+    if len(pairs) < 4 or np.ptp(x) == 0:
+        return float(np.mean(y - x)), 1.0, DEFAULT_MAP_SIGMA
+    slope = float(np.clip(np.polyfit(x, y, 1)[0], 0.5, 2.0))
+    intercept = float(np.mean(y - slope * x))
+    sigma = float(np.sqrt(np.sum((y - intercept - slope * x) ** 2) / (len(x) - 2)))
+    return intercept, slope, sigma
+
+
+def _ridge(z: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Ridge on standardised features, intercept unpenalised (y centred)."""
+    gram_inverse = np.linalg.inv(z.T @ z + ridge * np.eye(z.shape[1]))
+    intercept = float(y.mean())
+    coef = gram_inverse @ z.T @ (y - intercept)
+    return coef, intercept, gram_inverse
+
+
+def _loo_residuals(z: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Leave-one-out residuals (target - prediction), each from a fit without that point."""
+    residuals = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        zk = z[keep]
+        mean, scale = zk.mean(axis=0), zk.std(axis=0)
+        scale[scale == 0] = 1.0
+        coef, intercept, _ = _ridge((zk - mean) / scale, y[keep], ridge)
+        residuals[i] = y[i] - (intercept + ((z[i] - mean) / scale) @ coef)
+    return residuals
+
+
+def _unknown_features(name: str) -> tuple[Feature, ...]:
+    raise ValueError(f"unknown feature set {name!r}; choose one of {', '.join(FEATURE_SETS)}")

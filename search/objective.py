@@ -23,7 +23,9 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
 from search import candidate
-from search.calibration import PsnrFloor, fit_psnr_floor
+from search import known_quality
+from search.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
+from search.measurement_cache import MeasurementCache
 from search.settings import SearchSettings
 from search.study import CALIBRATION_REFERENCES, reap_dead_workers, reference_records, worker_id
 from search.tracks import IMDN_PARAMS, get_track
@@ -45,6 +47,7 @@ class Objective:
         self.artifacts = artifacts
         self.bicubic_psnr = bicubic_psnr
         self.baseline = measurement.baseline()
+        self.known_points = known_points(settings, data=data, budget=budget, bicubic_psnr=bicubic_psnr)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         trial.set_user_attr("worker", worker_id())
@@ -76,13 +79,15 @@ class Objective:
         twin = _completed_twin(trial.study, config)
         if twin is not None:
             return {**{k: v for k, v in twin.user_attrs.items() if k not in NOT_INHERITED}, "duplicate_of": twin.number}
-        floor, curve = self.calibration(trial.study)
+        predictor, curve = self.calibration(trial.study)
         record = {"label": config.describe(), **candidate.measure_complexity(config, measurement=self.measurement)}
         record.update(candidate.measure_speed(config, measurement=self.measurement, baseline=self.baseline))
         violations = self.pretraining_violations(record)
         if violations:
             return {**record, "trained": False, "psnr": self.bicubic_psnr, "psnr_source": "bicubic stand-in",
-                    "psnr_predicted": floor.predict(self.bicubic_psnr), "cut_before_training": violations}
+                    "psnr_predicted": self.bicubic_psnr, "psnr_low": self.bicubic_psnr,
+                    "psnr_high": self.bicubic_psnr, "verdict": Verdict.INFEASIBLE.value,
+                    "cut_before_training": violations}
         result = candidate.train(config, data=self.data, budget=self.budget, seed=self.settings.seed,
                                  device=self.settings.device, checkpoint_callback=self.early_stop_rule(curve))
         record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
@@ -91,7 +96,7 @@ class Objective:
         self.store_weights(trial, result.state_dict)
         if result.status == "stopped":
             raise CandidatePruned(record)
-        record["psnr_predicted"] = floor.predict(result.psnr)
+        record.update(predictor.predict(ProxyRun.from_record(record)).to_record())
         return record
 
     def pretraining_violations(self, record: dict[str, Any]) -> list[str]:
@@ -102,17 +107,24 @@ class Objective:
             violations.append("latency")
         return violations
 
-    def calibration(self, study: optuna.Study) -> tuple[PsnrFloor, list[list[float]] | None]:
-        """The PSNR floor and the early-stop curve, once the calibration references are measured."""
+    def calibration(self, study: optuna.Study) -> tuple[PsnrPredictor, list[list[float]] | None]:
+        """The PSNR predictor and the early-stop curve, once the calibration references are measured."""
         records = wait_for_references(study, objective=self)
-        floor = fit_psnr_floor(
-            points={n: (records[n]["psnr"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
-            mode=self.settings.psnr_floor, floor=self.settings.floor, margin=self.settings.margin)
+        predictor = self.fit(records)
         if "calibration" not in study.user_attrs:
-            study.set_user_attr("calibration", floor.to_dict())
-        meeting = [n for n in CALIBRATION_REFERENCES if floor.predict(records[n]["psnr"]) >= floor.floor]
+            study.set_user_attr("calibration", predictor.to_dict())
+        meeting = [n for n in CALIBRATION_REFERENCES if PUBLISHED_PSNR[n] >= self.settings.floor]
         weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
-        return floor, records[weakest]["psnr_curve"] if weakest else None
+        return predictor, records[weakest]["psnr_curve"] if weakest else None
+
+    def fit(self, records: dict[str, dict[str, Any]], *, known: bool = True) -> PsnrPredictor:
+        """The predictor on the references measured in this study (their proxy runs as `records` hold them)
+        and, with `known`, the known points of this setting."""
+        targets, source = known_quality.reference_targets(data=self.data, published=PUBLISHED_PSNR)
+        calibrating = {n: records[n] for n in CALIBRATION_REFERENCES if n in records}
+        points = known_quality.reference_points(calibrating, targets, PUBLISHED_PSNR, source=source)
+        points += self.known_points if known else []
+        return fit_predictor(points, floor=self.settings.floor, features=self.settings.predictor)
 
     def early_stop_rule(self, curve: list[list[float]] | None):
         """Stop a candidate whose PSNR at a checkpoint falls `early_stop_margin` dB under the curve of the
@@ -169,7 +181,7 @@ def constraint_values(names: tuple[str, ...], record: dict[str, Any], floor: flo
         elif name == "latency":
             values[name] = float(record["latency_ratio"] - 1.0)
         elif name == "psnr":
-            values[name] = float(floor - record["psnr_predicted"])
+            values[name] = float(floor - record["psnr_high"])  # <= 0 unless the whole interval is under
     return values
 
 
@@ -185,15 +197,35 @@ def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
     if result.status != "ok":
         raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
     record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
-    # A calibration reference's full-training PSNR is known: its feasibility follows the published figure.
-    # Others (SPAN: published on other validation sets) are predicted like any candidate.
-    record["psnr_predicted"] = (PUBLISHED_PSNR[name] if name in PUBLISHED_PSNR
-                                else objective.calibration(study)[0].predict(result.psnr))
+    record.update(reference_verdict(name, record, objective=objective, study=study))
     if trial is not None:
         objective.store_weights(trial, result.state_dict)
         record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
     study.set_user_attr(f"reference:{name}", record)
     return record
+
+
+def reference_verdict(name: str, record: dict[str, Any], *, objective: Objective,
+                      study: optuna.Study) -> dict[str, Any]:
+    """A reference published on the floor's scale is judged by its published figure; another (SPAN) is predicted
+    like any candidate."""
+    if name in PUBLISHED_PSNR:
+        published = PUBLISHED_PSNR[name]
+        verdict = Verdict.FEASIBLE if published >= objective.settings.floor else Verdict.INFEASIBLE
+        return {"psnr_predicted": published, "psnr_low": published, "psnr_high": published,
+                "verdict": verdict.value, "psnr_source": "proxy training; verdict from the published PSNR"}
+    return objective.calibration(study)[0].predict(ProxyRun.from_record(record)).to_record()
+
+
+def known_points(settings: SearchSettings, *, data: Any, budget: Any, bicubic_psnr: float) -> list[CalibrationPoint]:
+    """The calibration points of this setting besides the study's references: shipped, and --calibrate-with's."""
+    key = known_quality.setting_key(data=data, budget=budget, seed=settings.seed, device=settings.device)
+    points = known_quality.shipped_points(key=key)
+    if settings.calibrate_with:
+        points += known_quality.kit_points(settings.calibrate_with, data=data, budget=budget, seed=settings.seed,
+                                           device=settings.device, bicubic_psnr=bicubic_psnr,
+                                           cache=MeasurementCache.default())
+    return points
 
 
 def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[str, dict[str, Any]]:

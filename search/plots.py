@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from search.calibration import PsnrFloor
+from search.calibration import PsnrPredictor
 from search.tracks import IMDN_PARAMS, TRACKS, Track
 
 # The x axes of the Pareto panels (y is always the proxy PSNR).
@@ -67,14 +67,14 @@ _REFERENCE_SYMBOLS = ("star", "diamond", "triangle-up", "square", "pentagon", "h
 _GUIDE = dict(color="#555555", width=1, dash="dash")
 
 
-def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, floor: PsnrFloor, out_dir: Path,
+def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, predictor: PsnrPredictor, out_dir: Path,
                 title: str) -> list[Path]:
     """Write pareto_, history_ and parallel_<track>.html (plus a shared plotly.min.js); return the HTML paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
-        "pareto": pareto_figure(trials=trials, references=references, track=track, floor=floor, title=title),
-        "history": history_figure(trials=trials, track=track, floor=floor, title=title),
+        "pareto": pareto_figure(trials=trials, references=references, track=track, predictor=predictor, title=title),
+        "history": history_figure(trials=trials, track=track, predictor=predictor, title=title),
         "parallel": parallel_figure(trials=trials, track=track, title=title),
     }
     # plotly keeps an existing plotly.min.js; an older one (from an older plotly) may not draw these figures.
@@ -87,7 +87,7 @@ def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track,
     return paths
 
 
-def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, floor: PsnrFloor,
+def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, predictor: PsnrPredictor,
                   title: str) -> go.Figure:
     """One panel per objective of `PANELS[track]` against proxy PSNR, with the track's constraint lines.
 
@@ -111,7 +111,7 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
             if pd.notna(ref[metric]) and pd.notna(ref["psnr"]):
                 figure.add_trace(_reference_marker(ref, metric, symbol=_REFERENCE_SYMBOLS[i % len(_REFERENCE_SYMBOLS)],
                                                    showlegend=legend), row=1, col=col)
-        _add_guides(figure, metric, col=col, floor=floor)
+        _add_guides(figure, metric, col=col, predictor=predictor)
         figure.update_xaxes(title_text=LABELS.get(metric, metric), type=_axis_type(frame, refs, metric),
                             row=1, col=col)
     figure.update_yaxes(title_text=LABELS["psnr"], row=1, col=1)
@@ -123,7 +123,7 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
     return figure
 
 
-def history_figure(*, trials: pd.DataFrame, track: Track, floor: PsnrFloor, title: str) -> go.Figure:
+def history_figure(*, trials: pd.DataFrame, track: Track, predictor: PsnrPredictor, title: str) -> go.Figure:
     """Proxy PSNR per trial and, on the second axis, the best feasible value so far of the track's ranking metric."""
     frame = _complete(trials).sort_values("number")
     primary = track.ranked_by[0]
@@ -136,10 +136,6 @@ def history_figure(*, trials: pd.DataFrame, track: Track, floor: PsnrFloor, titl
     figure.add_trace(go.Scatter(x=frame["number"][best.notna()], y=best[best.notna()], mode="lines+markers",
                                 line_shape="hv", name=best_label, marker=dict(size=4, color="#2ca02c"),
                                 line=dict(color="#2ca02c", width=2)), secondary_y=True)
-    if math.isfinite(floor.proxy_floor):
-        figure.add_hline(y=floor.proxy_floor, line=_GUIDE, exclude_empty_subplots=False,
-                         label=dict(text=_floor_text(floor), textposition="end"),
-                         secondary_y=False)
     figure.update_xaxes(title_text="trial number")
     figure.update_yaxes(title_text=LABELS["psnr"], secondary_y=False)
     figure.update_yaxes(title_text=best_label, secondary_y=True, showgrid=False)
@@ -215,21 +211,14 @@ def _front_2d(front: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows[keep]
 
 
-def _add_guides(figure: go.Figure, metric: str, *, col: int, floor: PsnrFloor) -> None:
+def _add_guides(figure: go.Figure, metric: str, *, col: int, predictor: PsnrPredictor) -> None:
     """The constraint lines of the panel: PSNR floor, IMDN's latency, the params limit."""
-    if math.isfinite(floor.proxy_floor):
-        figure.add_hline(y=floor.proxy_floor, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
-                         label=dict(text=_floor_text(floor), textposition="end", font=dict(size=11)))
     limits = {"latency_ratio": (1.0, "IMDN latency"), "params": (IMDN_PARAMS, f"params limit ({IMDN_PARAMS:,})")}
     if metric in limits:
         x, text = limits[metric]
         # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes.
         figure.add_vline(x=x, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
                          label=dict(text=text, textposition="end", textangle=-90, font=dict(size=11)))
-
-
-def _floor_text(floor: PsnrFloor) -> str:
-    return f"PSNR floor (predicted {floor.floor:.2f} dB)"
 
 
 def _axis_type(frame: pd.DataFrame, refs: pd.DataFrame, metric: str) -> str:

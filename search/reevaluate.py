@@ -1,9 +1,11 @@
-"""Re-evaluate the front before naming a winner: more seeds, a longer budget, the floor re-calibrated.
+"""Re-evaluate the front before naming a winner: more seeds, a longer budget, the predictor re-fitted.
 
 A short proxy's ranking is noisy (on seven RLFN-family nets, 200 vs 800 steps agreed at Kendall tau
 0.71 only, and the top five sat within seed noise), so the front's best members and the calibration
-references are trained again; the winner is the best-ranked member still feasible on the mean PSNR,
-and PSNR differences smaller than the seed spread are reported as ties.
+references are trained again; their mean PSNR curves are read by a predictor re-fitted on the references'
+mean curves (and the known points, when the budget is the search's own). The winner is the best-ranked
+member whose verdict stays feasible (else uncertain), and PSNR differences smaller than the seed spread are
+reported as ties.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import optuna
 import pandas as pd
 
 from search import candidate
-from search.calibration import fit_psnr_floor
-from search.objective import Objective
+from search.calibration import ProxyRun
+from search.objective import Objective, reference_verdict
 from search.study import CALIBRATION_REFERENCES, REFERENCES
 from search.tracks import Track
-from spaces import PUBLISHED_PSNR, ArchConfig, get_reference
+from spaces import ArchConfig, get_reference
 
 
 def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame, track: Track,
@@ -39,36 +41,47 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     entries = [(name, -1, get_reference(name)) for name in REFERENCES]
     entries += [("trial", int(row.number), ArchConfig.from_json(frame.loc[frame["number"] == row.number, "config"].iloc[0]))
                 for row in members.itertuples()]
-    rows = []
+    rows, curves = [], {}
     for name, number, config in entries:
-        psnrs = _samples(study, config=config, seeds=seeds, budget=budget, objective=objective,
-                         label=f"{name} #{number}" if number >= 0 else name, progress=progress)
+        runs = _samples(study, config=config, seeds=seeds, budget=budget, objective=objective,
+                        label=f"{name} #{number}" if number >= 0 else name, progress=progress)
         if settings.reeval_budget == 1.0:  # the search's own result is one more sample of the same budget
-            original = frame.loc[frame["number"] == number, "psnr"] if number >= 0 else None
-            first = float(original.iloc[0]) if original is not None else study.user_attrs[f"reference:{name}"]["psnr"]
-            psnrs = [first, *psnrs]
+            first = (study.trials[number].user_attrs if number >= 0
+                     else study.user_attrs[f"reference:{name}"])
+            runs = [{"psnr": float(first["psnr"]), "curve": first["psnr_curve"]}, *runs]
+        psnrs = [run["psnr"] for run in runs]
+        curves[(name, number)] = _mean_curve([run["curve"] for run in runs])
         rows.append({"name": name, "number": number, "label": config.describe(), "seeds": len(psnrs),
+                     "params": int(_params(study, frame, name, number)),
                      "psnr_mean": float(np.mean(psnrs)), "psnr_std": float(np.std(psnrs, ddof=1)) if len(psnrs) > 1 else 0.0,
                      "psnr_min": float(np.min(psnrs)), "psnr_max": float(np.max(psnrs))})
     table = pd.DataFrame(rows)
-    refs = table.set_index("name").loc[list(CALIBRATION_REFERENCES)]
-    floor = fit_psnr_floor(points={n: (refs.loc[n, "psnr_mean"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
-                           mode=settings.psnr_floor, floor=settings.floor, margin=settings.margin)
-    table["psnr_predicted"] = [PUBLISHED_PSNR[n] if n in PUBLISHED_PSNR else floor.predict(m)
-                               for n, m in zip(table["name"], table["psnr_mean"])]
-    table["feasible"] = table["psnr_predicted"] >= floor.floor
+    records = {name: {"psnr_curve": curves[(name, -1)], "params": params}
+               for name, params in zip(table["name"], table["params"]) if name in CALIBRATION_REFERENCES}
+    # The known points were measured at the search's budget: at another budget only the references calibrate.
+    predictor = objective.fit(records, known=settings.reeval_budget == 1.0)
+    predictions = []
+    for row in rows:
+        if row["name"] in CALIBRATION_REFERENCES:
+            predictions.append(reference_verdict(row["name"], {}, objective=objective, study=study))
+        else:
+            run = ProxyRun(tuple(map(tuple, curves[(row["name"], row["number"])])), row["params"])
+            predictions.append(predictor.predict(run).to_record())
+    table = pd.concat([table, pd.DataFrame(predictions)[["psnr_predicted", "psnr_low", "psnr_high", "verdict"]]],
+                      axis=1)
     best = table.loc[table["name"] == "trial", "psnr_mean"].max()
     best_std = table.loc[(table["name"] == "trial") & (table["psnr_mean"] == best), "psnr_std"].max()
     table["psnr_tie_with_best"] = (table["name"] == "trial") & (
         (best - table["psnr_mean"]).abs() <= np.maximum(table["psnr_std"], best_std))
-    study.set_user_attr("reevaluation_calibration", floor.to_dict())
+    study.set_user_attr("reevaluation_calibration", predictor.to_dict())
     return table
 
 
 def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: Objective,
-             label: str, progress: Any) -> list[float]:
+             label: str, progress: Any) -> list[dict[str, Any]]:
+    """One {"psnr", "curve"} per seed, trained once and stored in the study (a rerun reads them back)."""
     key = hashlib.sha1(config.key().encode()).hexdigest()[:16]
-    psnrs = []
+    runs = []
     for seed in seeds:
         attr = f"reeval:{key}:{budget.iterations}:{seed}"
         if attr not in study.user_attrs:
@@ -77,7 +90,19 @@ def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budge
             if result.status != "ok":
                 progress(f"  re-evaluation of {label} seed {seed} failed: {result.reason}")
                 continue
-            study.set_user_attr(attr, result.psnr)
+            study.set_user_attr(attr, {"psnr": result.psnr, "curve": [list(p) for p in result.checkpoints]})
             progress(f"  re-evaluated {label:<12} seed {seed}: {result.psnr:.3f} dB ({result.wall_seconds:.0f} s)")
-        psnrs.append(study.user_attrs[attr])
-    return psnrs
+        runs.append(study.user_attrs[attr])
+    return runs
+
+
+def _mean_curve(curves: list[list[list[float]]]) -> list[list[float]]:
+    """The seeds' curves averaged checkpoint by checkpoint (same budget, same checkpoint steps)."""
+    length = min(len(curve) for curve in curves)
+    return [[curves[0][i][0], float(np.mean([curve[i][1] for curve in curves]))] for i in range(length)]
+
+
+def _params(study: optuna.Study, frame: pd.DataFrame, name: str, number: int) -> int:
+    if number >= 0:
+        return int(frame.loc[frame["number"] == number, "params"].iloc[0])
+    return int(study.user_attrs[f"reference:{name}"]["params"])

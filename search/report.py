@@ -17,7 +17,7 @@ from spaces import ArchConfig
 CONFIG_COLUMNS = ("block", "num_blocks", "channels", "mid_channels", "distill_rate", "distill_steps", "kernel_size",
                   "attention", "esa_channels", "activation", "fusion", "rep_conv", "subtract_mean", "input_scale")
 METRIC_COLUMNS = ("params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb", "psnr",
-                  "psnr_predicted")
+                  "psnr_predicted", "psnr_low", "psnr_high")
 CONSTRAINTS = ("params", "psnr", "latency")
 
 
@@ -37,8 +37,9 @@ def references_frame(study: optuna.Study) -> pd.DataFrame:
     for name, record in reference_records(study).items():
         row = {"name": name, "label": record.get("label", name), "config": json.dumps(record.get("config"))}
         row.update({c: record.get(c, np.nan) for c in METRIC_COLUMNS})
+        row["verdict"] = record.get("verdict", "")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["name", "label", "config", *METRIC_COLUMNS])
+    return pd.DataFrame(rows, columns=["name", "label", "config", *METRIC_COLUMNS, "verdict"])
 
 
 def pareto_mask(frame: pd.DataFrame, track: Track) -> pd.Series:
@@ -69,7 +70,7 @@ def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track) -> 
     board["score"] = track.rank(board)
     board = board.sort_values("score").reset_index(drop=True)
     board["rank"] = np.arange(1, len(board) + 1)
-    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "feasible", "score"]]
+    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "verdict", "feasible", "score"]]
 
 
 def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
@@ -78,10 +79,11 @@ def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
     shown = board.head(limit).copy()
     shown["number"] = shown["number"].map(lambda n: "" if n < 0 else f"#{n}")
     shown["params"] = shown["params"].map(lambda p: f"{int(p):,}")
-    shown["feasible"] = shown["feasible"].map({True: "yes", False: "no"})
+    shown["interval"] = [f"[{low:.2f}, {high:.2f}]" if pd.notna(low) else "" for low, high in
+                         zip(shown["psnr_low"], shown["psnr_high"])]
     columns = {"rank": "rank", "name": "name", "number": "trial", "label": "architecture", "params": "params",
-               "flops_g": "FLOPs[G]", "latency_ratio": "lat/IMDN", "memory_mb": "mem[MB]", "psnr": "PSNR",
-               "psnr_predicted": "pred.PSNR", "feasible": "feasible"}
+               "flops_g": "FLOPs[G]", "latency_ratio": "lat/IMDN", "memory_mb": "mem[MB]", "psnr": "proxy PSNR",
+               "psnr_predicted": "pred.PSNR", "interval": "80% interval", "verdict": "verdict"}
     return shown[list(columns)].rename(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
@@ -95,7 +97,7 @@ def write_tables(frame: pd.DataFrame, board: pd.DataFrame, *, track: Track, out_
 
 
 def _columns() -> list[str]:
-    return ["number", "state", "reference", "label", "config", *CONFIG_COLUMNS, *METRIC_COLUMNS, "trained",
+    return ["number", "state", "reference", "label", "config", *CONFIG_COLUMNS, *METRIC_COLUMNS, "verdict", "trained",
             "memory_method", *(f"c_{c}" for c in CONSTRAINTS), "duration_s", "fail_reason", "duplicate_of"]
 
 
@@ -107,6 +109,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if config:
         row.update({c: getattr(ArchConfig.from_dict(config), c) for c in CONFIG_COLUMNS})
     row.update({c: attrs.get(c, np.nan) for c in METRIC_COLUMNS})
+    row["verdict"] = attrs.get("verdict", "")
     row["trained"] = attrs.get("trained", False)
     row["memory_method"] = attrs.get("memory_method", "")
     row.update({f"c_{c}": trial.constraints.get(c, np.nan) for c in CONSTRAINTS})

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 import train_proxy
 from data import load_dataset
 from search import candidate
-from search.calibration import PsnrFloor
+from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
 from search.objective import Objective
 from search.plots import write_plots
@@ -359,20 +359,24 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
             path = settings.run_dir / "reevaluation.csv"
             reeval.to_csv(path, index=False)
             files.append(path)
-            say(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "feasible",
-                        "psnr_tie_with_best"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            say(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
+                        "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     calibration = study.user_attrs.get("calibration")
     if calibration:
-        floor = PsnrFloor.from_dict(calibration)
-        files += write_plots(trials=frame, references=references, track=track, floor=floor, out_dir=settings.run_dir,
-                             title=f"{settings.name}: {track.name} track")
-        say(f"\nPSNR floor ({floor.mode}): proxy PSNR >= {floor.proxy_floor:.3f} dB predicts >= {floor.floor:.2f} dB"
-            + (" (warning: the proxy does not order the references as full training does)" if floor.degenerate else ""))
-    winner = choose_winner(board, reeval)
+        predictor = PsnrPredictor.from_dict(calibration)
+        files += write_plots(trials=frame, references=references, track=track, predictor=predictor,
+                             out_dir=settings.run_dir, title=f"{settings.name}: {track.name} track")
+        say(f"\nPSNR predictor: {predictor.describe()}; floor {predictor.floor:.2f} dB: feasible when the whole 80% "
+            f"interval clears it, infeasible when it is all under, uncertain otherwise")
+    winner, verdict = choose_winner(board, reeval)
     if winner is None:
-        say("no sampled architecture is feasible yet: nothing to export")
+        say("no sampled architecture is feasible or uncertain yet: nothing to export")
     else:
-        say(f"winner: trial #{winner}")
+        row = _winner_row(board, reeval, winner)
+        say(f"winner: trial #{winner}, {verdict}: predicted {row['psnr_predicted']:.2f} dB "
+            f"[{row['psnr_low']:.2f}, {row['psnr_high']:.2f}] (80% interval), floor {settings.floor:.2f} dB"
+            + (" -- its interval straddles the floor: train it longer before relying on it"
+               if verdict == Verdict.UNCERTAIN.value else ""))
         if settings.export_winner:
             files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
                                    artifacts_dir=settings.run_dir / "artifacts", say=say)
@@ -382,14 +386,26 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
     return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, files)
 
 
-def choose_winner(board: pd.DataFrame, reeval: pd.DataFrame) -> int | None:
-    """The best-ranked sampled trial; after re-evaluation, the best-ranked one still feasible on its mean PSNR."""
+def choose_winner(board: pd.DataFrame, reeval: pd.DataFrame) -> tuple[int | None, str | None]:
+    """(trial number, verdict) of the best-ranked sampled trial whose verdict is feasible, else of the best-ranked
+    uncertain one; a re-evaluated trial is judged by its re-evaluated verdict."""
     trials = board[board["name"] == "trial"] if not board.empty else board
+    if trials.empty:
+        return None, None
+    verdicts = trials.set_index("number")["verdict"].to_dict()
     if not reeval.empty:
-        still = set(reeval.loc[(reeval["name"] == "trial") & reeval["feasible"], "number"])
-        reevaluated = set(reeval.loc[reeval["name"] == "trial", "number"])
-        trials = trials[trials["number"].isin(still) | ~trials["number"].isin(reevaluated)]
-    return None if trials.empty else int(trials.iloc[0]["number"])
+        verdicts.update(reeval[reeval["name"] == "trial"].set_index("number")["verdict"].to_dict())
+    for wanted in (Verdict.FEASIBLE.value, Verdict.UNCERTAIN.value):
+        for number in trials["number"]:
+            if verdicts.get(number) == wanted:
+                return int(number), wanted
+    return None, None
+
+
+def _winner_row(board: pd.DataFrame, reeval: pd.DataFrame, number: int) -> pd.Series:
+    """The winner's predicted PSNR and interval: re-evaluated when it was, else the search's."""
+    source = reeval if not reeval.empty and number in set(reeval["number"]) else board
+    return source.loc[source["number"] == number].iloc[0]
 
 
 def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], *, out_dir: Path,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.calibration import CALIBRATED, IMDN_MARGIN
+from search.calibration import DEFAULT_FEATURES, FEATURE_SETS
 from search.tracks import get_track
 from spaces import get_space
 
@@ -15,7 +15,7 @@ SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 
 # Settings that the reference measurements depend on: a resumed study must keep them.
 STUDY_DEFINING = ("track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data", "device",
-                  "latency_input", "dtype", "psnr_floor", "floor", "margin")
+                  "latency_input", "dtype", "predictor", "calibrate_with", "floor")
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,9 @@ class SearchSettings:
     device: str = "cpu"
     latency_input: tuple[int, int, int] | None = None  # None: the evaluators' per-device default
     dtype: str = "fp32"
-    psnr_floor: str = CALIBRATED
+    predictor: str = DEFAULT_FEATURES  # the feature set of the PSNR predictor (search.calibration.FEATURE_SETS)
+    calibrate_with: str | None = None  # a kit folder whose entries add calibration points
     floor: float = 29.00
-    margin: float = 0.13
     early_stop: bool = True
     early_stop_margin: float = 1.0
     reeval_top: int = 2
@@ -54,8 +54,10 @@ class SearchSettings:
         get_space(self.space)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if self.psnr_floor not in (CALIBRATED, IMDN_MARGIN):
-            raise ValueError(f"unknown --psnr-floor {self.psnr_floor!r}; choose {CALIBRATED} or {IMDN_MARGIN}")
+        if self.predictor not in FEATURE_SETS:
+            raise ValueError(f"unknown --predictor {self.predictor!r}; choose one of: {', '.join(FEATURE_SETS)}")
+        if self.calibrate_with is not None and not (Path(self.calibrate_with) / "manifest.csv").is_file():
+            raise ValueError(f"--calibrate-with {self.calibrate_with}: not a kit folder (no manifest.csv in it)")
         for name in ("trials", "workers"):
             _positive(name, getattr(self, name))
         for name in ("iterations", "batch_size", "patch", "lr", "timeout"):
@@ -66,8 +68,8 @@ class SearchSettings:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if self.reeval_budget <= 0:
             raise ValueError(f"--reeval-budget must be a positive multiple of the budget, got {self.reeval_budget}")
-        if self.margin < 0 or self.early_stop_margin <= 0:
-            raise ValueError("--margin must be >= 0 and --early-stop-margin > 0")
+        if self.early_stop_margin <= 0:
+            raise ValueError(f"--early-stop-margin must be positive, got {self.early_stop_margin}")
         if self.latency_input is not None and (len(self.latency_input) != 3 or min(self.latency_input) <= 0):
             raise ValueError(f"--latency-input must be CxHxW with positive sizes, got {self.latency_input}")
 

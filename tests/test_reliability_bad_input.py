@@ -53,7 +53,7 @@ def search_args(results: Path, data: Path, *extra: str) -> list[str]:
     ("--sampler", "cmaes", "unknown sampler 'cmaes'"),
     ("--space", "resnet", "unknown search space 'resnet'"),
     ("--budget", "huge", "unknown budget 'huge'"),
-    ("--psnr-floor", "fixed", "unknown --psnr-floor 'fixed'"),
+    ("--predictor", "tea-leaves", "unknown --predictor 'tea-leaves'"),
 ])
 def test_unknown_names(capsys, results, tiny_div2k, flag, value, fragment):
     code, err = run_main(capsys, *search_args(results, tiny_div2k, flag, value))
@@ -68,6 +68,12 @@ def test_unknown_names(capsys, results, tiny_div2k, flag, value, fragment):
 def test_non_positive_counts_and_budget_values(capsys, results, tiny_div2k, flag, value):
     code, err = run_main(capsys, *search_args(results, tiny_div2k, flag, value))
     assert_one_clear_line(code, err, flag)
+    assert not results.exists()
+
+
+def test_calibrate_with_a_folder_that_is_not_a_kit(capsys, results, tiny_div2k, tmp_path):
+    code, err = run_main(capsys, *search_args(results, tiny_div2k, "--calibrate-with", str(tmp_path)))
+    assert_one_clear_line(code, err, "--calibrate-with", "not a kit folder")
     assert not results.exists()
 
 

@@ -1,55 +1,96 @@
-import json
+"""The PSNR predictor: ridge on proxy-curve features, leave-one-out intervals, the published map, verdicts."""
 
+import json
+import math
+
+import numpy as np
 import pytest
 
-from search.calibration import CALIBRATED, IMDN_MARGIN, PsnrFloor, fit_psnr_floor
-
-# The design's measurement: 200 proxy steps on 2 CPU cores against the published full-training PSNRs.
-POINTS = {"imdn": (23.21, 29.13), "rfdn": (22.67, 29.04), "rlfn": (22.41, 29.00)}
+from search.calibration import (CalibrationPoint, Feature, ProxyRun, PsnrPredictor, Verdict, fit_predictor,
+                                fit_published_map)
 
 
-def test_calibrated_map_passes_through_monotone_references():
-    floor = fit_psnr_floor(points=POINTS)
-    for proxy, published in POINTS.values():
-        assert floor.predict(proxy) == pytest.approx(published)
-    assert floor.proxy_floor == pytest.approx(22.41)  # RLFN met the real floor, so it meets this one
-    assert floor.violation(22.41) == pytest.approx(0.0)
-    assert floor.violation(22.2) > 0 > floor.violation(22.9)
-    assert not floor.degenerate
+def curve(final, gain=0.3, start=12.0):
+    return ((0, start), (75, final - 2 * gain), (113, final - gain), (150, final))
 
 
-def test_extrapolation_is_monotone_and_uses_the_least_squares_slope():
-    floor = fit_psnr_floor(points=POINTS)
-    assert 0.1 < floor.slope < 0.2  # full-training gaps are ~6x smaller than the proxy's
-    assert floor.predict(24.21) == pytest.approx(29.13 + floor.slope)
-    assert floor.predict(21.41) == pytest.approx(29.00 - floor.slope)
-    values = [floor.predict(x / 10) for x in range(200, 250)]
-    assert values == sorted(values)
+def synthetic_points(n=24, noise=0.02, seed=0):
+    """Targets that depend on the final proxy PSNR and the late gain, as a known linear law plus noise."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for i in range(n):
+        final, gain, params = rng.uniform(24, 27.5), rng.uniform(0.05, 0.8), int(rng.uniform(1.5e5, 9e5))
+        target = 29.0 + 0.08 * (final - 26) + 0.2 * gain + rng.normal(0, noise)
+        points.append(CalibrationPoint(f"p{i}", ProxyRun(curve(final, gain), params), target,
+                                       published=target - 0.5, source="kit"))
+    return points
 
 
-def test_literal_rule_would_reject_rlfn_but_the_calibrated_floor_does_not():
-    literal = fit_psnr_floor(points=POINTS, mode=IMDN_MARGIN, margin=0.13)
-    assert literal.proxy_floor == pytest.approx(23.08)
-    assert literal.violation(22.41) > 0
-    assert fit_psnr_floor(points=POINTS, mode=CALIBRATED).violation(22.41) <= 0
+def test_a_linear_law_is_recovered_with_honest_intervals():
+    points = synthetic_points()
+    predictor = fit_predictor(points, floor=28.5, features="curve")
+    fresh = synthetic_points(n=200, seed=1)
+    inside = [p.target for p in fresh]
+    predictions = [predictor.predict(p.run) for p in fresh]
+    errors = np.abs([pr.on_valid - t for pr, t in zip(predictions, inside)])
+    assert np.median(errors) < 0.03  # the law is found (noise 0.02 dB)
+    covered = np.mean([pr.on_valid_low <= t <= pr.on_valid_high for pr, t in zip(predictions, inside)])
+    assert 0.65 <= covered <= 0.97  # an 80% interval covers about 80% of new points
 
 
-def test_references_out_of_order_are_pooled_and_flagged():
-    swapped = dict(POINTS, rfdn=(22.30, 29.04))  # the proxy ranks RFDN under RLFN
-    floor = fit_psnr_floor(points=swapped)
-    assert floor.degenerate
-    assert len(floor.knots_x) == 2
-    assert floor.knots_y[0] == pytest.approx((29.04 + 29.00) / 2)
-    assert floor.predict(22.0) <= floor.predict(22.5) <= floor.predict(23.0)
+def test_the_published_map_is_fitted_and_widens_the_interval():
+    intercept, slope, sigma = fit_published_map([(29.0, 28.5), (29.2, 28.7), (29.4, 28.9), (29.6, 29.1)])
+    assert (intercept, slope, sigma) == pytest.approx((-0.5, 1.0, 0.0), abs=1e-9)
+    predictor = fit_predictor(synthetic_points(), floor=28.5, features="curve")
+    prediction = predictor.predict(synthetic_points(n=1, seed=5)[0].run)
+    assert prediction.psnr == pytest.approx(predictor.map_intercept + predictor.map_slope * prediction.on_valid)
+    assert prediction.high - prediction.low >= predictor.map_slope * (prediction.on_valid_high - prediction.on_valid_low) - 1e-9
 
 
-def test_round_trip_through_json():
-    floor = fit_psnr_floor(points=POINTS, floor=28.9)
-    assert PsnrFloor.from_dict(json.loads(json.dumps(floor.to_dict()))) == floor
+def test_few_pairs_give_an_offset_map_with_a_default_scatter():
+    intercept, slope, sigma = fit_published_map([(29.56, 29.13), (29.48, 29.00)])
+    assert slope == 1.0 and intercept == pytest.approx(np.mean([29.13 - 29.56, 29.00 - 29.48]))
+    assert sigma > 0
 
 
-def test_bad_modes_and_points_are_rejected():
-    with pytest.raises(ValueError, match="unknown PSNR floor mode 'loose'"):
-        fit_psnr_floor(points=POINTS, mode="loose")
-    with pytest.raises(ValueError, match="at least two reference points"):
-        fit_psnr_floor(points={"imdn": (23.2, 29.13)})
+def test_verdicts_follow_the_interval_and_the_floor():
+    points = synthetic_points()
+    for floor, expected in ((27.0, Verdict.FEASIBLE), (31.0, Verdict.INFEASIBLE)):
+        predictor = fit_predictor(points, floor=floor, features="curve")
+        assert predictor.predict(points[0].run).verdict is expected
+    predictor = fit_predictor(points, floor=28.5, features="curve")
+    prediction = predictor.predict(points[0].run)
+    straddling = fit_predictor(points, floor=prediction.psnr, features="curve").predict(points[0].run)
+    assert straddling.verdict is Verdict.UNCERTAIN and straddling.low < straddling.psnr < straddling.high
+
+
+def test_an_architecture_unlike_the_calibration_points_gets_a_wider_interval():
+    predictor = fit_predictor(synthetic_points(), floor=28.5, features="curve")
+    typical = predictor.predict(ProxyRun(curve(26.0, 0.4), 400_000))
+    odd = predictor.predict(ProxyRun(curve(18.0, 3.0, start=27.9), 400_000))
+    assert odd.on_valid_high - odd.on_valid_low > 2 * (typical.on_valid_high - typical.on_valid_low)
+
+
+def test_few_points_fall_back_to_the_proxy_psnr_alone():
+    predictor = fit_predictor(synthetic_points(n=5), floor=28.5, features="curve+size")
+    assert predictor.features == ("final",)
+
+
+def test_the_predictor_round_trips_through_json():
+    predictor = fit_predictor(synthetic_points(), floor=28.5)
+    again = PsnrPredictor.from_dict(json.loads(json.dumps(predictor.to_dict())))
+    run = ProxyRun(curve(25.5), 300_000)
+    assert again == predictor and again.predict(run) == predictor.predict(run)
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(ValueError, match="at least two"):
+        fit_predictor(synthetic_points(n=1), floor=29.0)
+    with pytest.raises(ValueError, match="unknown feature set"):
+        fit_predictor(synthetic_points(), floor=29.0, features="tea-leaves")
+
+
+def test_features_are_read_from_a_trial_record():
+    run = ProxyRun.from_record({"psnr_curve": [[0, 11.0], [75, 24.0], [150, 25.0]], "params": 1000})
+    assert run.feature(Feature.FINAL) == 25.0 and run.feature(Feature.START) == 11.0
+    assert run.feature(Feature.LATE_GAIN) == 1.0 and math.isclose(run.feature(Feature.LOG_PARAMS), 3.0)

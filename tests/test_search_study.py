@@ -8,6 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 import run_search
+from search.calibration import ProxyRun, PsnrPredictor
 from search.runner import run_search as run
 from search.settings import SearchSettings
 from search.study import REFERENCES
@@ -36,11 +37,15 @@ def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
     assert list(trials.loc[:3, "reference"]) == list(REFERENCES)  # the references are the first trials
     study = load(settings)
     calibration = study.user_attrs["calibration"]
-    assert calibration["names"] == ["imdn", "rfdn", "rlfn"] and calibration["floor"] == 29.0
-    # Every trained trial's predicted PSNR is the calibrated map of its proxy PSNR.
+    assert [p["name"] for p in calibration["points"]] == ["imdn", "rfdn", "rlfn"] and calibration["floor"] == 29.0
+    # Every trained trial carries the stored predictor's prediction, and its constraint reads the interval.
+    predictor = PsnrPredictor.from_dict(calibration)
     trained = trials[trials["trained"] & (trials["reference"].isna())]
     for row in trained.itertuples():
-        assert row.c_psnr == pytest.approx(29.0 - row.psnr_predicted)
+        prediction = predictor.predict(ProxyRun.from_record(study.trials[row.number].user_attrs))
+        assert (row.psnr_predicted, row.psnr_low, row.psnr_high) == pytest.approx(
+            (prediction.psnr, prediction.low, prediction.high))
+        assert row.verdict == prediction.verdict.value and row.c_psnr == pytest.approx(29.0 - row.psnr_high)
     # Constraints of the runtime track: params and the PSNR floor, nothing about latency.
     assert trials["c_params"].notna().all() and trials["c_latency"].isna().all()
     front = pd.read_csv(run_dir / "pareto_runtime.csv")
@@ -49,7 +54,7 @@ def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
     if summary.winner is not None:
         reeval = pd.read_csv(run_dir / "reevaluation.csv")
         assert set(REFERENCES) <= set(reeval["name"]) and (reeval["seeds"] == 2).all()
-        assert reeval["psnr_predicted"].notna().all()  # SPAN too: predicted by the re-calibrated map
+        assert reeval["psnr_predicted"].notna().all() and reeval["verdict"].notna().all()  # SPAN too: predicted
 
 
 @pytest.mark.parametrize("track, objectives", [("complexity", 3), ("overall", 6)])

@@ -1,0 +1,211 @@
+"""Zoo fidelity: how right is the toolkit's PSNR verdict on networks whose full-training quality is known?
+
+For every entry of a kit folder (the layout of ../shared/ntire-kits) that trains on this machine, and for the
+zoo's references, it records: the proxy training curve at the search's budget (the toolkit's own trainer,
+from scratch, same data and seed as a search), the official weights' PSNR on the same validation images
+(what full training of that architecture reached), and the published PSNR. Then it scores the predictor
+leave-one-out: each entry is predicted by a predictor fitted on all the others, and the predictions are
+compared with both targets.
+
+    python3 -m bench.zoo_fidelity --kit ../shared/ntire-kits
+    python3 -m bench.zoo_fidelity --kit /path/to/another/kit --out bench/results/zoo_fidelity_other.json
+
+Measurements are cached per entry (keyed by budget, data, seed, device and torch version) in
+`search.kit_cache`, so a second run, or a search with `--calibrate-with`, retrains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+import train_proxy
+from bench.common import RESULTS, write_result
+from data import SRDataset, load_dataset
+from search import fidelity, known_quality
+from search.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, fit_predictor
+from search.measurement_cache import MeasurementCache, measure_architecture
+from spaces import ModelFileError, build_model, get_reference, read_kit
+from spaces.official_weights import OFFICIAL, load_official
+from spaces.zoo import PUBLISHED_PSNR
+
+logger = logging.getLogger(__name__)
+
+
+ZOO = ("imdn", "rfdn", "rlfn", "span")  # the search's references, trained as the toolkit's own configs
+FAMILY_NAMES = ("image-level skip", "skip-less", "re-parameterised", "3 blocks or fewer", "range 255")
+REP_NAMES = re.compile(r"rep|dbb|ecb", re.IGNORECASE)
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+SKIP_MARGIN_DB = 1.0  # an untrained network within this of bicubic adds an upscaled input to its output
+
+
+def measure_kit(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, cache: MeasurementCache,
+                editions: tuple[int, ...], train: bool) -> list[dict[str, Any]]:
+    """Measure every trainable entry of the kit (cached); entries that cannot be built are listed with why."""
+    rows = []
+    for entry in read_kit(kit_dir):
+        if entry.edition not in editions:
+            continue
+        row: dict[str, Any] = {"entry": entry.name, "team": entry.team, "published": entry.published.get("val_psnr"),
+                               "data_range": entry.model.data_range}
+        try:
+            model = entry.model.build()
+            row.update(measure_architecture(entry.model, data=data, budget=budget, seed=seed, cache=cache,
+                                            official=entry.has_weights, train=train))
+            row["structure"] = structure(model)
+        except (ModelFileError, LookupError, RuntimeError) as error:
+            row["skipped"] = str(error).strip().splitlines()[0]
+        print(_line(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def measure_zoo(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, cache: MeasurementCache,
+                train: bool) -> list[dict[str, Any]]:
+    """The search's references as the search trains them, with their official weights' PSNR (from the kit)."""
+    rows = []
+    for name in ZOO:
+        config = get_reference(name)
+        row: dict[str, Any] = {"entry": name, "team": f"zoo {name}", "published": PUBLISHED_PSNR.get(name),
+                               "data_range": config.input_scale}
+        try:
+            row.update(measure_architecture(config, data=data, budget=budget, seed=seed, cache=cache, train=train))
+            row["official_psnr"] = train_proxy.validation_psnr(load_official(name, kit_dir=kit_dir), data.valid,
+                                                               device="cpu")
+            row["twin"] = OFFICIAL[name].entry
+            row["structure"] = structure(build_model(config))
+        except (ModelFileError, LookupError, RuntimeError, ValueError) as error:
+            row["skipped"] = str(error).strip().splitlines()[0]
+        print(_line(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def structure(model: nn.Module) -> dict[str, Any]:
+    """What the family labels read of a network: re-parameterisable modules, blocks, a global skip."""
+    names = Counter(type(m).__name__ for m in model.modules())
+    blocks = Counter(type(m).__name__ for m in model.modules() if m is not model and not isinstance(m, CONTAINERS)
+                     and sum(isinstance(c, nn.Conv2d) for c in m.modules()) >= 3)
+    block, count = blocks.most_common(1)[0] if blocks else ("", 0)
+    return {"re_parameterised": any(REP_NAMES.search(n) for n in names), "block": block, "blocks": count,
+            "skip_less": getattr(model, "fusion", None) == "span_taps"}
+
+
+def families(rows: list[dict[str, Any]], *, bicubic_psnr: float) -> dict[str, list[str]]:
+    """Family -> member names, read off each network's structure, curve and data range."""
+    found: dict[str, list[str]] = {name: [] for name in FAMILY_NAMES}
+    for row in rows:
+        s = row["structure"]
+        tags = {"image-level skip": row["curve"][0][1] >= bicubic_psnr - SKIP_MARGIN_DB,
+                "skip-less": s["skip_less"], "re-parameterised": s["re_parameterised"],
+                "3 blocks or fewer": 0 < s["blocks"] <= 3, "range 255": row["data_range"] == 255.0}
+        for family, member in tags.items():
+            if member:
+                found[family].append(row["entry"])
+    return found
+
+
+def judge_zoo(zoo: list[dict[str, Any]], kit_points: list[CalibrationPoint], *, floor: float,
+              features: str) -> list[dict[str, Any]]:
+    """Each zoo reference predicted by a predictor fitted on the kit without its twin entry (the same network),
+    against its published figure, or, without one on this scale (SPAN), its official weights' PSNR carried to the
+    published scale by the kit's map."""
+    results = []
+    for row in zoo:
+        if "skipped" in row:
+            continue
+        points = [p for p in kit_points if p.name != row.get("twin")]
+        predictor = fit_predictor(points, floor=floor, features=features)
+        prediction = predictor.predict(ProxyRun.from_record(row))
+        level = row["published"] if row["published"] is not None else (
+            predictor.map_intercept + predictor.map_slope * row["official_psnr"])
+        results.append({"name": row["entry"], "proxy_psnr": row["proxy_psnr"], "official_psnr": row["official_psnr"],
+                        "full_training_level": level, "level_from": "published" if row["published"] else
+                        "official weights on the validation images, carried by the kit's map",
+                        **prediction.to_record(), "error": prediction.psnr - level,
+                        "right_side_of_floor": (prediction.verdict.value != "infeasible") == (level >= floor)
+                        and (prediction.verdict.value != "feasible") == (level < floor) or
+                        prediction.verdict.value == "uncertain"})
+    return results
+
+
+def _line(row: dict[str, Any]) -> str:
+    if "skipped" in row:
+        return f"{row['entry']:>8} {row['team'][:24]:<24} skipped: {row['skipped']}"
+    official = f"{row['official_psnr']:.2f}" if row.get("official_psnr") is not None else "  -  "
+    published = f"{row['published']:.2f}" if row.get("published") is not None else "  -  "
+    return (f"{row['entry']:>8} {row['team'][:24]:<24} proxy {row['proxy_psnr']:6.2f}  official {official}  "
+            f"published {published}  ({row['train_seconds']:.0f} s)")
+
+
+def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[CalibrationPoint], *,
+         data: SRDataset, budget: train_proxy.Budget, seed: int, path: Path) -> None:
+    """Write the figures a search of this setting calibrates with (search/calibration_points.json)."""
+    payload = {"about": "Measured by python3 -m bench.zoo_fidelity --ship: proxy curves of kit entries (this "
+                        "toolkit's trainer, from scratch) and official weights' PSNR on the validation images.",
+               "setting": known_quality.setting_key(data=data, budget=budget, seed=seed, device="cpu"),
+               "valid": data.to_dict()["valid_names"],
+               "references": {r["entry"]: r["official_psnr"] for r in zoo if "skipped" not in r},
+               "points": [{"name": p.name, "curve": [list(c) for c in p.run.curve], "params": p.run.params,
+                           "target": p.target, "published": p.published} for p in points]}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kit", type=Path, required=True, help="a kit folder in the layout of ../shared/ntire-kits")
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/zoo_fidelity.json)")
+    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--floor", type=float, default=29.00, help="the floor on the published scale (2022: 29.00)")
+    parser.add_argument("--editions", default="2022", help="comma-separated kit editions to measure")
+    parser.add_argument("--features", default=DEFAULT_FEATURES, choices=list(FEATURE_SETS))
+    parser.add_argument("--no-train", dest="train", action="store_false",
+                        help="score only what the cache holds (no training)")
+    parser.add_argument("--ship", action="store_true", help="write search/calibration_points.json from these figures")
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    budget = train_proxy.get_budget(options.budget)
+    cache = MeasurementCache.default()
+    data = load_dataset(None)
+    bicubic = train_proxy.bicubic_baseline_psnr(data)
+    editions = tuple(int(e) for e in options.editions.split(","))
+    rows = measure_kit(options.kit, data=data, budget=budget, seed=options.seed, cache=cache, editions=editions,
+                       train=options.train)
+    zoo = measure_zoo(options.kit, data=data, budget=budget, seed=options.seed, cache=cache, train=options.train)
+    points = fidelity.calibration_points(rows, bicubic_psnr=bicubic)
+    results = fidelity.leave_one_out(points, floor=options.floor, features=options.features)
+    scored = [r for r in rows if fidelity.usable(r, bicubic_psnr=bicubic)]
+    summary = {
+        "bicubic_psnr": bicubic, "features": options.features, "floor": options.floor,
+        "trained": len(scored),
+        "broken": [r["entry"] for r in rows if "skipped" not in r and r.get("official_psnr") is not None
+                   and r["official_psnr"] <= bicubic],
+        "not_trainable": {r["entry"]: r["skipped"] for r in rows if "skipped" in r},
+        "without_weights": [r["entry"] for r in rows if "skipped" not in r and r.get("official_psnr") is None],
+        "leave_one_out": fidelity.score(results, floor=options.floor),
+        "by_family": fidelity.by_family(results, families(scored, bicubic_psnr=bicubic)),
+        "feature_sets": fidelity.compare_feature_sets(points, floor=options.floor),
+        "zoo": judge_zoo(zoo, points, floor=options.floor, features=options.features),
+        "proxy_alone": fidelity.rank_only(points),
+    }
+    print(fidelity.format_summary(summary))
+    out = options.out or RESULTS / "zoo_fidelity.json"
+    write_result(out.stem, {"kit": str(options.kit), "budget": budget.to_dict(), "seed": options.seed,
+                            "rows": rows, "zoo_rows": zoo, "predictions": results, "summary": summary})
+    if options.ship:
+        ship(rows, zoo, points, data=data, budget=budget, seed=options.seed, path=known_quality.SHIPPED)
+        print(f"wrote {known_quality.SHIPPED}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

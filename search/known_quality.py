@@ -1,0 +1,90 @@
+"""Networks whose full-training quality the toolkit knows, as calibration points of the PSNR predictor.
+
+Three sources, in a study:
+- the references measured in the study, with what their official weights reach on the study's validation
+  images: measured by `bench.zoo_fidelity` for the embedded photographs (shipped in `calibration_points.json`),
+  or the published figure when the validation set is the edition's own (the full DIV2K validation set);
+- the kit entries shipped in `calibration_points.json`, proxy-trained on this toolkit's default setting
+  (budget, data, seed, CPU): they apply only to a study of exactly that setting;
+- a user's kit (`--calibrate-with DIR`): its entries proxy-trained in the study's own setting, cached per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import train_proxy
+from data import SRDataset
+from search.calibration import CalibrationPoint, ProxyRun
+from search.measurement_cache import MeasurementCache, measure_architecture
+from spaces import ModelFileError, read_kit
+
+logger = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).with_name("calibration_points.json")
+DIV2K_VALID = tuple(f"{i:04d}" for i in range(801, 901))
+
+
+def shipped() -> dict[str, Any]:
+    """The shipped figures: {"setting": ..., "references": {name: target}, "points": [...]} (empty when absent)."""
+    return json.loads(SHIPPED.read_text()) if SHIPPED.is_file() else {}
+
+
+def setting_key(*, data: SRDataset, budget: train_proxy.Budget, seed: int, device: str) -> dict[str, Any]:
+    """What shipped proxy figures depend on; a study of another setting cannot use them."""
+    return {"data": data.to_dict(), "budget": budget.to_dict(), "seed": seed, "device_type": device.split(":")[0]}
+
+
+def reference_targets(*, data: SRDataset, published: dict[str, float]) -> tuple[dict[str, float], str]:
+    """(reference name -> its official weights' PSNR on `data.valid`, where that figure comes from): the shipped
+    measurement for the same validation images; the published figure when the validation set is the edition's
+    own (full DIV2K valid); else the published figure as a stand-in (other images: the map is then a guess)."""
+    figures = shipped()
+    if figures and figures.get("valid") == data.to_dict()["valid_names"]:
+        return dict(figures["references"]), "official weights on these validation images (shipped)"
+    if tuple(pair.name for pair in data.valid) == DIV2K_VALID:
+        return dict(published), "published (these are the challenge's validation images)"
+    return dict(published), "published, as a stand-in: these validation images are not the challenge's"
+
+
+def shipped_points(*, key: dict[str, Any]) -> list[CalibrationPoint]:
+    """The shipped kit points, when they were measured in exactly this setting."""
+    figures = shipped()
+    if not figures or figures.get("setting") != key:
+        return []
+    return [CalibrationPoint(name=p["name"], run=ProxyRun(tuple(map(tuple, p["curve"])), p["params"]),
+                             target=p["target"], published=p.get("published"), source="shipped kit")
+            for p in figures["points"]]
+
+
+def kit_points(kit_dir: str | Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, device: str,
+               bicubic_psnr: float, cache: MeasurementCache, say: Any = logger.info) -> list[CalibrationPoint]:
+    """Every entry of a user's kit that trains here and has weights beating bicubic, measured (or read from the
+    cache) in the study's setting."""
+    points = []
+    for entry in read_kit(kit_dir):
+        if not entry.has_weights:
+            continue
+        try:
+            row = measure_architecture(entry.model, data=data, budget=budget, seed=seed, cache=cache,
+                                       device=device, official=True)
+        except (ModelFileError, RuntimeError) as error:
+            say(f"  calibration: {entry.name} left out: {error}")
+            continue
+        if row["official_psnr"] <= bicubic_psnr:
+            say(f"  calibration: {entry.name} left out: its weights score {row['official_psnr']:.2f} dB, under bicubic")
+            continue
+        points.append(CalibrationPoint(name=entry.name, run=ProxyRun.from_record(row), target=row["official_psnr"],
+                                       published=entry.published.get("val_psnr"), source=f"kit {kit_dir}"))
+    return points
+
+
+def reference_points(records: dict[str, dict[str, Any]], targets: dict[str, float], published: dict[str, float],
+                     *, source: str) -> list[CalibrationPoint]:
+    """The study's measured references that have a known target."""
+    return [CalibrationPoint(name=name, run=ProxyRun.from_record(record), target=targets[name],
+                             published=published.get(name), source=f"reference: {source}")
+            for name, record in records.items() if name in targets and record.get("psnr_curve")]
