@@ -77,12 +77,15 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
                ) -> dict[str, Any]:
     """One entry: official and our counts (None with `not_built` when the network cannot be built here)."""
     row: dict[str, Any] = {"entry": entry.name, "team": entry.team, "input_shape": list(input_shape),
+                           "published": dict(entry.published), "fvcore_flops": entry.edition >= FVCORE_FLOPS_FROM,
                            "official": None, "ours": None, "agree": None, "published_mismatches": None,
                            "not_built": None}
     try:
         model = entry.model.build()
     except ModelFileError as error:
-        row["not_built"] = str(error).removeprefix(f"{entry.model.label}: ")
+        # The first clause of the reason, with paths inside the kit shown relative to it.
+        reason = str(error).removeprefix(f"{entry.model.label}: ").replace(f"{Path(kit_dir).resolve()}/", "")
+        row["not_built"] = reason.split("; ")[0]
         return row
     # The kits count the network itself; the data range is applied outside it.
     network = model.model if isinstance(model, DataRange) else model
@@ -111,6 +114,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                           for c in (row["official"], row["ours"]))
         published = "not checked" if row["published_mismatches"] is None else \
             "; ".join(row["published_mismatches"]) or "equal"
+        if row["fvcore_flops"] and row["published"]["flops_g"] is not None:
+            published += f" (FLOPs published by fvcore, {row['published']['flops_g']:.2f} G: not compared)"
         lines.append(f"| {row['entry']} | {row['team']} | {official} | {ours} | {'yes' if row['agree'] else 'NO'} "
                      f"| {published} |")
     return "\n".join(lines)
