@@ -5,7 +5,7 @@ bench/runs/overhead/) and reports, from the trials' own records:
 - trials per hour (candidates alone, and the whole command with references, reports and re-evaluation);
 - the share of each trained trial's wall time spent outside training and validation (complexity, latency,
   memory, storage, weights): the goal is under 10%;
-- the cost of each non-training step measured on its own (complexity with thop, latency against IMDN);
+- the cost of each non-training step measured on its own (complexity, latency against IMDN);
 - the patch loader's images/s against what a training step consumes.
 
     python3 -m bench.overhead

@@ -1,38 +1,54 @@
 """Parameters, FLOPs, activations and #Conv, counted the way the NTIRE efficient-SR challenge counts them.
 
-The challenge's FLOPs are multiply-accumulates of Conv2d (no bias) plus one per output element of
-each ReLU-family activation module; everything else counts zero. thop's default rules count bias,
-normalisation, pooling and more, so every module type of the profiled model gets an explicit rule here.
+The 2022 kit's counter (`utils/model_summary.py`, also used in 2023) puts a forward hook on each module
+of a few types and adds one figure per call; everything else counts zero. Our rules, one per type:
+
+- Conv2d, ConvTranspose2d: kernel_h * kernel_w * C_in * (C_out / groups) * N * H_out * W_out (no bias; for a
+  transposed conv this is the output-size figure the kit prints, not the true multiply-accumulates);
+- Linear: N * shape[1] of its input * shape[1] of its output (its true MACs only on a 2-D input);
+- BatchNorm2d: its output elements, twice when affine;
+- ReLU, LeakyReLU, PReLU, ELU, ReLU6: their output elements.
+
+Activations are the output elements of every Conv2d / ConvTranspose2d call, #Conv the number of those calls.
+A module is hooked once however many parents hold it, so it counts at every call (thop's per-parent sums
+counted a shared module once per parent instead). Convolutions and linear maps called as functions
+(`F.conv2d` in a forward) count zero, as in the kit; the profile says so in `uncounted`.
 """
 
 from __future__ import annotations
 
-import copy
+import collections
 import dataclasses
-import warnings
+import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # thop imports distutils' LooseVersion.
-    import thop
-    from thop.profile import register_hooks as THOP_DEFAULT_RULES
+logger = logging.getLogger(__name__)
 
 COMPLEXITY_INPUT_SHAPE = (3, 256, 256)  # The challenge counts FLOPs and activations on 1x3x256x256.
 COUNTED_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.ReLU6)
+CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)  # their calls are the activations and #Conv
 
 
 @dataclasses.dataclass(frozen=True)
 class ComplexityReport:
-    """The challenge's complexity figures of one model, and the input shape they were counted at."""
+    """The challenge's complexity figures of one model, and the input shape they were counted at.
+
+    uncounted: one line per functional conv / linear the forward called outside a counted module
+    (they count zero, as in the challenge's counter, so FLOPs understate the work).
+    """
 
     params: int
     flops: int
     activations: int
     convs: int
     input_shape: tuple[int, ...]
+    uncounted: tuple[str, ...] = ()
 
     @property
     def flops_g(self) -> float:
@@ -51,62 +67,106 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _conv_macs(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-    kernel_h, kernel_w = module.kernel_size
-    macs = output.numel() * kernel_h * kernel_w * module.in_channels // module.groups
-    module.total_ops += torch.tensor([macs], dtype=torch.float64)
+def _conv_flops(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> int:
+    per_position = math.prod(module.kernel_size) * module.in_channels * (module.out_channels // module.groups)
+    return per_position * output.shape[0] * math.prod(output.shape[2:])
 
 
-def _linear_macs(module: nn.Linear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-    module.total_ops += torch.tensor([output.numel() * module.in_features], dtype=torch.float64)
+def _linear_flops(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> int:
+    x = inputs[0]
+    if x.dim() == 1:
+        return x.shape[0] * output.shape[0]
+    return x.shape[0] * x.shape[1] * output.shape[1]
 
 
-def _output_elements(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-    module.total_ops += torch.tensor([output.numel()], dtype=torch.float64)
+def _batch_norm_flops(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> int:
+    return output.shape[0] * module.num_features * math.prod(output.shape[2:]) * (2 if module.affine else 1)
 
 
-def _zero(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-    """Counts nothing; overrides thop's default rule for a module the challenge does not count."""
+def _output_elements(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> int:
+    return output.numel()
 
 
-def _challenge_rules(model: nn.Module) -> dict[type, Any]:
-    """thop rules for every module type in `model` (subclasses included) and every type thop knows."""
-    rules: dict[type, Any] = {module_type: _zero for module_type in THOP_DEFAULT_RULES}
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            rules[type(module)] = _conv_macs
-        elif isinstance(module, nn.Linear):
-            rules[type(module)] = _linear_macs
-        elif isinstance(module, COUNTED_ACTIVATIONS):
-            rules[type(module)] = _output_elements
-    return rules
+# Module types and their FLOPs rule, first match wins (subclasses match their base type).
+FLOP_RULES: tuple[tuple[tuple[type, ...], Callable[..., int]], ...] = (
+    (CONV_TYPES, _conv_flops),
+    (COUNTED_ACTIVATIONS, _output_elements),
+    ((nn.Linear,), _linear_flops),
+    ((nn.BatchNorm2d,), _batch_norm_flops),
+)
+# Functions whose calls the rules above count only when a module of these types makes them.
+COUNTED_FUNCTIONS: dict[Callable[..., Any], tuple[type, ...]] = {
+    torch.conv2d: (nn.Conv2d,),
+    torch.conv_transpose2d: (nn.ConvTranspose2d,),
+    torch._C._nn.linear: (nn.Linear,),  # F.linear
+}
+
+
+def flop_rule(module: nn.Module) -> Callable[..., int] | None:
+    """The FLOPs rule of `module`'s type, None when the challenge counts it zero."""
+    return next((rule for types, rule in FLOP_RULES if isinstance(module, types)), None)
+
+
+class _FunctionCalls(TorchFunctionMode):
+    """Counts calls of COUNTED_FUNCTIONS, wherever they come from (a counted module or a bare forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: collections.Counter[Callable[..., Any]] = collections.Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in COUNTED_FUNCTIONS:
+            self.calls[func] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def profile_complexity(model: nn.Module, *, input_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE) -> ComplexityReport:
-    """Params, FLOPs (MACs, challenge rules), Conv2d output elements and Conv2d calls on one 1 x `input_shape` input.
+    """Params, FLOPs, Conv output elements and Conv calls of one eval-mode forward on a 1 x `input_shape` input.
 
-    A deep copy in eval mode is profiled (thop adds buffers to the modules it hooks), so the model's
-    state_dict and training flag stay as they were. Modules called twice count twice.
+    The model is hooked in place and restored (hooks removed, training flags put back): no copy, so models
+    holding computed tensors (weight_norm) profile too. Shared modules count at every call.
     """
-    profiled = copy.deepcopy(model).eval()
+    flops: list[int] = []
     conv_outputs: list[int] = []
+    module_calls: collections.Counter[type] = collections.Counter()
 
-    def record_conv(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        conv_outputs.append(output.numel())
+    def count(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        rule = flop_rule(module)
+        if rule is not None:
+            flops.append(int(rule(module, inputs, output)))
+        if isinstance(module, CONV_TYPES):
+            conv_outputs.append(output.numel())
+        for types in COUNTED_FUNCTIONS.values():
+            if isinstance(module, types):
+                module_calls[types] += 1
 
-    for module in profiled.modules():
-        if isinstance(module, nn.Conv2d):
-            module.register_forward_hook(record_conv)
-    parameter = next(profiled.parameters(), torch.empty(0))
+    training = {module: module.training for module in model.modules()}
+    handles = [module.register_forward_hook(count) for module in model.modules()
+               if flop_rule(module) is not None]
+    parameter = next(model.parameters(), torch.empty(0))
     # A fixed input from a private generator: counting must not advance the caller's RNG.
     x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
     x = x.to(device=parameter.device, dtype=parameter.dtype)
-    with torch.inference_mode():
-        flops, _ = thop.profile(profiled, inputs=(x,), custom_ops=_challenge_rules(profiled), verbose=False)
+    try:
+        model.eval()
+        with torch.no_grad(), _FunctionCalls() as calls:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+    uncounted = tuple(
+        f"{calls.calls[func] - module_calls[types]} call(s) of {func.__name__} outside a "
+        f"{'/'.join(t.__name__ for t in types)} module count zero FLOPs (the challenge's counter skips them)"
+        for func, types in COUNTED_FUNCTIONS.items() if calls.calls[func] > module_calls[types])
+    for line in uncounted:
+        logger.warning("%s: %s", type(model).__name__, line)
     return ComplexityReport(
         params=count_params(model),
-        flops=round(flops),
+        flops=sum(flops),
         activations=sum(conv_outputs),
         convs=len(conv_outputs),
         input_shape=tuple(input_shape),
+        uncounted=uncounted,
     )

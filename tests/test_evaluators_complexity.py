@@ -75,12 +75,47 @@ def test_counted_activation_types_count_their_outputs():
 
 def test_modules_outside_the_convention_count_zero():
     net = nn.Sequential(
-        nn.BatchNorm2d(3), nn.AvgPool2d(2), nn.Upsample(scale_factor=2), nn.Sigmoid(), nn.SiLU(), nn.GELU(),
-        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Dropout(), nn.Softmax(dim=1), nn.Identity(),
+        nn.AvgPool2d(2), nn.Upsample(scale_factor=2), nn.Sigmoid(), nn.SiLU(), nn.GELU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1), nn.Dropout(), nn.Softmax(dim=1), nn.Identity(), nn.LayerNorm(1),
     )
     report = profile_complexity(net, input_shape=(3, 8, 8))
     assert (report.flops, report.activations, report.convs) == (0, 0, 0)
-    assert report.params == 6
+    assert report.params == 2
+
+
+def test_batch_norm_counts_its_outputs_twice_when_affine():
+    for affine, per_element in ((True, 2), (False, 1)):
+        report = profile_complexity(nn.Sequential(nn.BatchNorm2d(3, affine=affine)), input_shape=(3, 5, 7))
+        assert report.flops == per_element * 3 * 5 * 7
+        assert (report.activations, report.convs) == (0, 0)
+
+
+def test_transposed_conv_counts_at_its_output_size():
+    net = nn.Sequential(nn.ConvTranspose2d(4, 6, 2, stride=2, groups=2))
+    report = profile_complexity(net, input_shape=(4, 5, 3))
+    assert report.flops == 2 * 2 * 4 * (6 // 2) * 10 * 6  # kernel * C_in * C_out/groups * H_out * W_out
+    assert report.activations == 6 * 10 * 6
+    assert report.convs == 1
+
+
+class Tokens(nn.Module):
+    """A linear map on (N, tokens, C) and on (N, H, W, C) inputs, as transformer blocks call them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 5)
+        self.mix = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.proj(x.flatten(2).transpose(1, 2))  # (1, h*w, 5)
+        pixels = self.mix(tokens.view(n, h, w, 5))  # (1, h, w, 3)
+        return pixels.permute(0, 3, 1, 2)
+
+
+def test_linear_counts_batch_times_second_dims_of_input_and_output():
+    report = profile_complexity(Tokens(), input_shape=(3, 4, 6))
+    assert report.flops == 1 * 24 * 24 + 1 * 4 * 4  # not the true MACs (24 * 3 * 5 + 24 * 5 * 3)
 
 
 def test_linear_counts_macs_without_bias():
@@ -107,6 +142,49 @@ def test_a_module_called_twice_counts_twice():
 
 class MyConv(nn.Conv2d):
     pass
+
+
+class Shared(nn.Module):
+    """One activation module held by two parents, called once in each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        act = nn.LeakyReLU(0.05)
+        self.a = nn.Sequential(nn.Conv2d(2, 2, 1), act)
+        self.b = nn.Sequential(nn.Conv2d(2, 2, 1), act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x)) + self.a[1](x)
+
+
+def test_a_shared_module_counts_once_per_call():
+    report = profile_complexity(Shared(), input_shape=(2, 3, 3))
+    assert report.flops == 2 * (2 * 2 * 9) + 3 * (2 * 9)
+    assert report.convs == 2
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.conv(x), self.conv.weight, padding=1)
+
+
+def test_a_functional_conv_counts_zero_and_is_reported(caplog):
+    report = profile_complexity(Functional(), input_shape=(3, 4, 4))
+    assert report.flops == 9 * 3 * 3 * 16 and report.convs == 1
+    assert len(report.uncounted) == 1 and report.uncounted[0].startswith("1 call(s) of conv2d")
+    assert "conv2d" in caplog.text
+    assert profile_complexity(Tiny(), input_shape=(3, 4, 4)).uncounted == ()
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*is deprecated:FutureWarning")
+def test_weight_norm_models_profile():
+    net = nn.Sequential(nn.utils.weight_norm(nn.Conv2d(3, 4, 3, padding=1)), nn.ReLU())
+    report = profile_complexity(net, input_shape=(3, 5, 5))
+    assert report.flops == 9 * 3 * 4 * 25 + 4 * 25
 
 
 def test_conv_subclasses_are_counted():
