@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import math
 import sys
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size, load_dataset,
                   patch_batches, to_tensor, to_uint8_tensor)
 from data.patches import LoaderSharedMemoryError, loader_workers
-from evaluators.cuda import is_out_of_memory, native_bf16, tf32_convs
+from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
 from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
 from spaces import REFERENCES, ArchConfig, build_model, get_reference
 
@@ -228,7 +227,7 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
     if out_of_memory:
         # Only now, the except block left: its traceback held the failed step's activations.
         del model, optimizer, scheduler, batches
-        _release_memory(device)
+        release_memory(device)
 
     wall = time.perf_counter() - started
     train_seconds = max(wall - valid_seconds, 1e-9)
@@ -325,13 +324,6 @@ def _describe_precision(dtype: torch.dtype | None, *, device: torch.device) -> s
     if dtype is None:
         return "fp32 (TF32 convolutions)" if tf32_convs(device, torch.float32) else "fp32"
     return "bf16 autocast" if dtype == torch.bfloat16 else "fp16 autocast + GradScaler"
-
-
-def _release_memory(device: torch.device) -> None:
-    """Give the memory of a run that ran out of it back: to the driver on CUDA, so the next trial starts clean."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _describe_device(device: torch.device) -> str:

@@ -5,6 +5,8 @@ Each rule lives here once, so that proxy training, latency and memory decide ali
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 # cuDNN's TF32 convolutions need tensor cores of compute capability 8.0 (Ampere) or later.
@@ -33,3 +35,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     text = str(error).lower()
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def release_memory(device: torch.device) -> None:
+    """Give the cached memory of a computation that ran out of it back to the driver, so the next one starts clean.
+
+    Call it after the except block that caught the error: until then its traceback holds the tensors.
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -124,7 +124,7 @@ def test_memory_is_released_only_once_the_failed_steps_activations_are_gone(data
     def release(device: torch.device) -> None:
         seen.append((model.activation is not None and model.activation() is None, device.type))
 
-    monkeypatch.setattr(train_proxy, "_release_memory", release)
+    monkeypatch.setattr(train_proxy, "release_memory", release)
     result = train(TINY, data=data, budget="smoke", seed=0, device="cpu")
     assert result.status == "failed" and result.reason.startswith("out of memory at step 1")
     assert seen == [(True, "cpu")]
