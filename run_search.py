@@ -70,6 +70,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, help="LR patch size")
     p.add_argument("--lr", type=float)
     p.add_argument("--data", help="a DIV2K folder (default: the photographs embedded in scikit-image)")
+    p.add_argument("--valid-limit", type=int, help="validate on the first N validation images of --data")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
     p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")

@@ -1,5 +1,9 @@
 """The CUDA decisions, on CPU: native bf16, TF32, out-of-memory errors (torch.cuda's answers faked)."""
 
+import inspect
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -61,3 +65,12 @@ def test_no_tf32_before_ampere(turing, monkeypatch):
 ])
 def test_out_of_memory_errors_are_told_from_others(error, expected):
     assert is_out_of_memory(error) is expected
+
+
+def test_the_torch_floor_covers_what_the_cuda_path_calls():
+    """On torch 2.1-2.4 every CUDA trial failed inside device_lock (no device UUID before 2.5)."""
+    requirements = (Path(__file__).resolve().parents[1] / "requirements.txt").read_text()
+    floor = re.search(r"^torch>=(\d+)\.(\d+)", requirements, re.MULTILINE)
+    assert floor and (int(floor[1]), int(floor[2])) >= (2, 5)
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters
+    assert hasattr(torch.amp, "GradScaler")
