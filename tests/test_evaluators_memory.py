@@ -71,7 +71,9 @@ def test_cuda_peak_is_the_allocator_figure():
     floor = (sum(p.numel() for p in model.parameters()) + 35 * 64 * 64) * 4 / MB
     assert report.peak_mb >= floor
     alive = torch.empty(64 * MB, dtype=torch.uint8, device="cuda")  # other tensors of the process do not count
-    assert measure_memory(model, device="cuda", input_shape=(3, 64, 64)).peak_mb == pytest.approx(report.peak_mb)
+    again = measure_memory(model, device="cuda", input_shape=(3, 64, 64))
+    assert again.peak_mb == pytest.approx(report.peak_mb, rel=0.05)
     del alive
     over = measure_memory_over(model, images=[torch.rand(1, 3, 32, 32), torch.rand(1, 3, 64, 64)], device="cuda")
-    assert over.images == 2 and over.input_shape == (3, 64, 64) and over.peak_mb == pytest.approx(report.peak_mb)
+    assert over.images == 2 and over.input_shape == (3, 64, 64)
+    assert over.peak_mb == pytest.approx(report.peak_mb, rel=0.05)
