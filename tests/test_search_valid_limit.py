@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,13 @@ def test_bf16_latency_on_a_gpu_that_emulates_it_is_refused_before_a_study_exists
     assert capsys.readouterr().err.strip().startswith("error: bf16 is emulated on Tesla V100-SXM2-16GB")
     assert not results.exists()
 
+
+
+def test_profile_with_data_gives_the_challenges_memory_figure(tiny_div2k: Path, tmp_path: Path, capsys, monkeypatch):
+    """The challenge reports the maximum memory over the validation set; --valid-limit keeps its first N images."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the device lock
+    assert run_search.main(["profile", "rlfn", "--device", "cpu", "--repeats", "5", "--json", "--data",
+                            str(tiny_div2k), "--valid-limit", "1"]) == 0
+    record, = json.loads(capsys.readouterr().out)
+    assert record["memory_images"] == 1 and record["memory_images_mb"] > 0
+    assert record["memory_method"] == "cpu_estimate_peak_live_tensors" and record["memory_input_shape"] == [3, 48, 72]
