@@ -113,7 +113,7 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
-    p.add_argument("--data", help="a DIV2K folder: memory also as the challenge reports it (max over its validation set)")
+    p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set)")
     p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
     return p
 

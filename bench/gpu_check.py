@@ -68,7 +68,8 @@ def cuda_tests(context: Context) -> dict[str, Any]:
     """The suite's CUDA tests (those named for CUDA, and tests/test_evaluators_cuda.py), none skipped (but the
     one that checks the error where CUDA is missing)."""
     done = _run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k",
-                 "cuda and not without_cuda", "tests/"], timeout=240, env={"TMPDIR": str(_folder(context.work / "test_locks"))})
+                 "cuda and not without_cuda", "tests/"], timeout=240,
+                env={"TMPDIR": str(_folder(context.work / "test_locks"))})
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
     return {"passed": done.returncode == 0 and "skipped" not in summary, "summary": summary}
 
@@ -124,8 +125,10 @@ def train(context: Context) -> dict[str, Any]:
     psnr = {label: run["psnr"] for label, run in runs.items()}
     if None in psnr.values():
         return {"passed": False, "runs": runs}
-    gaps = {"amp_vs_fp32": abs(psnr["cuda_amp"] - psnr["cuda_fp32"]), "amp_vs_cpu": abs(psnr["cuda_amp"] - psnr["cpu"]),
-            "fp32_vs_cpu": abs(psnr["cuda_fp32"] - psnr["cpu"]), "rerun": abs(psnr["cuda_amp_rerun"] - psnr["cuda_amp"])}
+    gaps = {"amp_vs_fp32": abs(psnr["cuda_amp"] - psnr["cuda_fp32"]),
+            "amp_vs_cpu": abs(psnr["cuda_amp"] - psnr["cpu"]),
+            "fp32_vs_cpu": abs(psnr["cuda_fp32"] - psnr["cpu"]),
+            "rerun": abs(psnr["cuda_amp_rerun"] - psnr["cuda_amp"])}
     context.facts["quick_trial_s"] = runs["cuda_amp"]["wall_seconds"]
     passed = max(gaps["amp_vs_fp32"], gaps["amp_vs_cpu"], gaps["fp32_vs_cpu"]) <= PSNR_AGREEMENT_DB \
         and gaps["rerun"] <= RERUN_DB
@@ -193,8 +196,8 @@ def workers_search(context: Context) -> dict[str, Any]:
     study = optuna.load_study(study_name="gpu-check",
                               storage=make_storage(f"journal:{(results / 'gpu-check' / 'study.journal').as_posix()}"))
     workers = sorted({str(t.user_attrs.get("worker")) for t in study.trials if "worker" in t.user_attrs})
-    trained = [t.number for t in study.trials if t.user_attrs.get("weights_artifact") and not t.user_attrs.get("reference")]
-    trained = trained or [t.number for t in study.trials if t.user_attrs.get("weights_artifact")]
+    with_weights = [t for t in study.trials if t.user_attrs.get("weights_artifact")]
+    trained = [t.number for t in with_weights if not t.user_attrs.get("reference")] or [t.number for t in with_weights]
     context.facts["trained_trials"] = trained
     cuda_locks = [name for name in lock_files if name.startswith("nas_sr_device_cuda-")]
     passed = done.returncode == 0 and len(cuda_locks) == torch.cuda.device_count() and len(workers) >= 2
@@ -246,7 +249,7 @@ def run_steps(*, work: Path, budget_s: float, steps: tuple[tuple[str, Step, bool
             status = "passed" if record.pop("passed") else "failed"
         except Exception as error:  # a broken step is a finding; the others still run
             record = {"traceback": traceback.format_exc()[-3000:]}
-            status = f"error: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            status = f"error: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
         records[name] = {"status": status, "seconds": time.monotonic() - begin, **record}
         print(f"{name}: {status} ({records[name]['seconds']:.0f} s)", flush=True)
     return records

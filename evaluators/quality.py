@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 
 
 def quantize(t: torch.Tensor) -> torch.Tensor:
-    """The (3, H, W) uint8 image of a [0, 1] RGB tensor, on its device: clamp, x255, round (the challenge's tensor2uint).
+    """The (3, H, W) uint8 image of a [0, 1] RGB tensor, on its device: clamp, x255, round (the kit's tensor2uint).
 
     The arithmetic is float32, as in the challenge. NaN has no uint8 value: callers check for it (this
     function does not, so that scoring on a GPU need not wait for the device at every image).
@@ -43,7 +43,8 @@ def to_uint8_image(t: torch.Tensor) -> np.ndarray:
     return _checked_quantize(t).cpu().permute(1, 2, 0).numpy()
 
 
-def challenge_crops(sr: torch.Tensor, hr: torch.Tensor, *, scale: int, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+def challenge_crops(sr: torch.Tensor, hr: torch.Tensor, *, scale: int,
+                    border: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The (3, h, w) uint8 SR and HR images the challenge compares: modcropped to `scale`, `border` cut off."""
     # An SR image of the uncropped HR size is cropped the same way; any other mismatch is an error.
     sr_image, hr_image = _modcrop(sr, scale), _modcrop(hr, scale)

@@ -32,7 +32,8 @@ def test_a_broken_step_is_recorded_and_the_others_still_run(tmp_path):
     steps = (("broken", broken, False), ("fine", lambda context: {"passed": True, "figure": 1}, False),
              ("later", lambda context: {"passed": False}, False))
     records = gpu_check.run_steps(work=tmp_path, budget_s=60, steps=steps)
-    assert records["broken"]["status"] == "error: RuntimeError: no kernel image is available for execution on the device"
+    assert records["broken"]["status"] == ("error: RuntimeError: no kernel image is available for execution on "
+                                           "the device")
     assert "Traceback" in records["broken"]["traceback"]
     assert records["fine"]["status"] == "passed" and records["fine"]["figure"] == 1
     assert records["later"]["status"] == "failed"

@@ -1,4 +1,4 @@
-"""A candidate too big for the device while its speed is measured: an infeasible trial with its reason, not a failure."""
+"""A candidate too big for the device while its speed is timed: an infeasible trial with its reason, not a failure."""
 
 from __future__ import annotations
 
