@@ -20,7 +20,14 @@ def _out_of_memory(*args, **kwargs):
     raise torch.cuda.OutOfMemoryError(OOM)
 
 
-def test_speed_out_of_memory_says_where_and_releases_memory(monkeypatch):
+@pytest.fixture()
+def private_tempdir(tmp_path, monkeypatch):
+    """The device lock in a folder of this test's own: other jobs on the machine may hold the shared one."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_speed_out_of_memory_says_where_and_releases_memory(monkeypatch, private_tempdir):
     released = []
     monkeypatch.setattr(candidate, "measure_relative_latency", _out_of_memory)
     monkeypatch.setattr(candidate, "release_memory", lambda device: released.append(device.type))
@@ -32,7 +39,7 @@ def test_speed_out_of_memory_says_where_and_releases_memory(monkeypatch):
     assert released == ["cpu"]
 
 
-def test_other_errors_while_timing_still_fail_the_trial(monkeypatch):
+def test_other_errors_while_timing_still_fail_the_trial(monkeypatch, private_tempdir):
     def broken(*args, **kwargs):
         raise RuntimeError("Given groups=1, weight of size [8, 3, 3, 3], expected input to have 3 channels")
 
