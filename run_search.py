@@ -70,6 +70,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, help="LR patch size")
     p.add_argument("--lr", type=float)
     p.add_argument("--data", help="a DIV2K folder (default: the photographs embedded in scikit-image)")
+    p.add_argument("--valid-limit", type=int, help="validate on the first N validation images of --data")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
     p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")
@@ -114,6 +115,8 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
+    p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set)")
+    p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
     return p
 
 
@@ -128,6 +131,12 @@ def run_profile_command(options: argparse.Namespace) -> int:
         config = get_reference(item) if item in REFERENCES or not item.endswith(".json") else ArchConfig.load(item)
         models.append((item, inference_form(build_model(config))))
     kwargs = {"repeats": options.repeats} if options.repeats else {}
+    if options.data is not None:
+        from data import load_dataset, to_tensor
+        if options.valid_limit is not None and options.valid_limit < 1:
+            raise ValueError(f"--valid-limit must be positive, got {options.valid_limit}")
+        valid = load_dataset(options.data, valid_limit=options.valid_limit).valid
+        kwargs["memory_images"] = [to_tensor(pair.lr) for pair in valid]
     records = profile_models(models, reference=inference_form(build_model(get_reference("imdn"))),
                              device=resolve_device(options.device), input_shape=options.input, dtype=options.dtype,
                              channels_last=options.channels_last, **kwargs)

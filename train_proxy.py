@@ -2,8 +2,8 @@
 
 The search ranks candidates by this proxy PSNR, so it must be cheap, comparable between candidates
 (same budget, data and seed) and reproducible: on CPU the same seed gives the same PSNR and weights
-bit for bit. Failures (NaN/inf loss, out of memory) are results, not crashes. The command line also
-trains an exported winner longer (`--budget full`).
+bit for bit, and the patch stream is the same on every machine. Failures (NaN/inf loss, out of memory)
+are results, not crashes. The command line also trains an exported winner longer (`--budget full`).
 
     python train_proxy.py --arch imdn --budget quick
     python train_proxy.py --arch results/export/x/config.json --data DIV2K --budget full --device cuda
@@ -28,8 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size, load_dataset,
-                  patch_batches, to_tensor)
-from evaluators.quality import mean_psnr
+                  patch_batches, to_tensor, to_uint8_tensor)
+from data.patches import LoaderSharedMemoryError, loader_workers
+from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
+from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
 from spaces import REFERENCES, ArchConfig, build_model, get_reference
 
 SCHEDULES = ("cosine", "halving")
@@ -161,8 +163,9 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
 
     checkpoint_callback(step, psnr) is called at every checkpoint after step 0; returning True stops
     the run (status "stopped"). On CUDA, `amp` (bf16 autocast, or fp16 with a GradScaler where bf16
-    is missing) and `channels_last` are used unless turned off; on CPU training is fp32 and deterministic.
-    `workers`: DataLoader worker processes on CUDA (default: up to 4).
+    is not native: before Ampere) and `channels_last` are used unless turned off; on CPU training is fp32
+    and deterministic. `workers`: loader worker processes (default `data.patches.loader_workers`: none on
+    CPU, up to 4 on CUDA); the batches do not depend on it.
     """
     budget = get_budget(budget)
     device = resolve_device(device)
@@ -192,7 +195,7 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
         return psnr
 
     curve: list[tuple[int, float]] = []
-    status, reason, step = "ok", None, 0
+    status, reason, step, out_of_memory = "ok", None, 0, False
     bar = tqdm(total=budget.iterations, desc=config.describe(), disable=not progress, leave=False)
     try:
         curve.append((0, checkpoint()))
@@ -216,13 +219,15 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
     except NonFiniteError as error:
         status, reason = "failed", str(error)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError too
-        if not _is_out_of_memory(error):
+        if not is_out_of_memory(error):
             raise
-        status, reason = "failed", f"out of memory at step {step}: {str(error).splitlines()[0]}"
-        if on_cuda:
-            torch.cuda.empty_cache()
+        status, reason, out_of_memory = "failed", f"out of memory at step {step}: {str(error).splitlines()[0]}", True
     finally:
         bar.close()
+    if out_of_memory:
+        # Only now, the except block left: its traceback held the failed step's activations.
+        del model, optimizer, scheduler, batches
+        release_memory(device)
 
     wall = time.perf_counter() - started
     train_seconds = max(wall - valid_seconds, 1e-9)
@@ -238,7 +243,7 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
         budget=budget,
         seed=seed,
         device=_describe_device(device),
-        precision=_describe_precision(autocast_dtype),
+        precision=_describe_precision(autocast_dtype, device=device),
         channels_last=memory_format == torch.channels_last,
         data=data.to_dict(),
         state_dict=None if status == "failed" else {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -248,19 +253,30 @@ def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick"
 @torch.inference_mode()
 def validation_psnr(model: nn.Module, pairs: Iterable[ImagePair], *, device: str | torch.device | None = None,
                     memory_format: torch.memory_format = torch.contiguous_format) -> float:
-    """Mean challenge PSNR (dB) of `model` on whole validation images, fp32; NonFiniteError on NaN/inf output."""
+    """Mean challenge PSNR (dB) of `model` on whole validation images, fp32; NonFiniteError on NaN/inf output.
+
+    Scored on the device, one image at a time: the uint8 LR and HR go there, an exact integer error sum
+    per image stays there, and the host waits once, at the end. (Copying each float output back and
+    scoring it on the CPU cost 0.5 s a DIV2K image, minutes a checkpoint on the 100 validation images.)
+    """
     device = resolve_device(device)
+    pairs = list(pairs)
     was_training = model.training
     model.eval()
-    outputs = []
-    for pair in pairs:
-        lr, hr = pair.tensors()
-        sr = model(lr.to(device).contiguous(memory_format=memory_format)).float()
-        if not bool(torch.isfinite(sr).all()):
-            raise NonFiniteError(f"the model's output on validation image {pair.name} is not finite")
-        outputs.append((sr.cpu(), hr))
-    model.train(was_training)
-    return mean_psnr(outputs)
+    finite, errors = [], []
+    try:
+        for pair in pairs:
+            lr = to_uint8_tensor(pair.lr, device=device).unsqueeze(0).float().div_(255.0)
+            sr = model(lr.contiguous(memory_format=memory_format)).float()
+            finite.append(torch.isfinite(sr).all())
+            errors.append(squared_error(quantize(sr), to_uint8_tensor(pair.hr, device=device)))
+    finally:
+        model.train(was_training)
+    bad = (~torch.stack(finite)).nonzero().flatten().tolist()
+    if bad:
+        raise NonFiniteError(f"the model's output on validation image {pairs[bad[0]].name} is not finite")
+    totals = torch.stack([total for total, _ in errors]).tolist()
+    return average_psnr([psnr_from_squared_error(total, count) for total, (_, count) in zip(totals, errors)])
 
 
 def bicubic_baseline_psnr(data: SRDataset) -> float:
@@ -298,14 +314,15 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU computes it natively, else fp16 (with a GradScaler); None (fp32) off CUDA."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if native_bf16(device) else torch.float16
 
 
-def _describe_precision(dtype: torch.dtype | None) -> str:
+def _describe_precision(dtype: torch.dtype | None, *, device: torch.device) -> str:
     if dtype is None:
-        return "fp32"
+        return "fp32 (TF32 convolutions)" if tf32_convs(device, torch.float32) else "fp32"
     return "bf16 autocast" if dtype == torch.bfloat16 else "fp16 autocast + GradScaler"
 
 
@@ -318,12 +335,6 @@ def _describe_device(device: torch.device) -> str:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _is_out_of_memory(error: RuntimeError) -> bool:
-    text = str(error).lower()
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text \
-        or "can't allocate memory" in text
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -386,14 +397,19 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path("results") / "train" / f"{label}-{budget.name}-seed{args.seed}"
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
             raise ValueError(f"output folder {out} is not empty; pass --overwrite or choose another --out")
+        loader_workers(device)  # a bad NAS_SR_LOADER_WORKERS is refused before the data is read
         data = load_dataset(args.data, train_limit=args.train_limit, valid_limit=args.valid_limit)
         check_patch_size(data.train, lr_patch=budget.lr_patch)
         out.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as error:  # DataError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = train(config, data=data, budget=budget, seed=args.seed, device=device, progress=True,
-                   amp=not args.no_amp, channels_last=not args.no_channels_last)
+    try:
+        result = train(config, data=data, budget=budget, seed=args.seed, device=device, progress=True,
+                       amp=not args.no_amp, channels_last=not args.no_channels_last)
+    except LoaderSharedMemoryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     bicubic = bicubic_baseline_psnr(data)
     (out / "config.json").write_text(config.to_json() + "\n")
     metrics = {"arch": label, **result.to_dict(), "bicubic_psnr": bicubic, "config": config.to_dict()}

@@ -6,7 +6,8 @@ boost, thermal throttling, a noisy neighbour) hits both alike.
 
 GPU timing follows the challenge: the input is already on the GPU, CUDA events bracket the model call
 only, and the device is synchronised after each call. Unlike the challenge (whose winners hid warm-up
-passes in their constructors), every model gets the same warm-up calls before timing.
+passes in their constructors), every model gets the same warm-up calls before timing. fp32 convolutions
+run in TF32 on Ampere and later unless cuDNN is told otherwise; every report says whether they did.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from evaluators.cuda import native_bf16, tf32_convs
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # A typical DIV2K validation LR x4 image (2040x1356 HR -> 510x339 LR), what the challenge times.
@@ -54,6 +57,7 @@ class LatencyReport:
     warmup: int
     threads: int
     cudnn_benchmark: bool | None  # None off CUDA, where it does not apply.
+    tf32: bool | None  # whether fp32 convolutions ran in TF32 (Ampere and later); None off CUDA.
     timer: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,11 +90,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """The torch dtype named `dtype`; fp16 on CPU is refused (no fast kernels: IMDN ran 39x slower than fp32)."""
+    """The torch dtype named `dtype`; refused where it is emulated and its timing would mean nothing.
+
+    fp16 on CPU has no fast kernels (IMDN ran 39x slower than fp32); bf16 on a GPU before Ampere (T4,
+    V100) has no cuDNN convolutions.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     if dtype == "fp16" and device.type == "cpu":
         raise ValueError("fp16 on CPU is emulated and says nothing about deployment speed; use fp32 or bf16")
+    if dtype == "bf16" and device.type == "cuda" and not native_bf16(device):
+        raise ValueError(f"bf16 is emulated on {torch.cuda.get_device_name(device)} (native from Ampere on) and "
+                         f"cuDNN has no bf16 convolutions there; use fp32 or fp16")
     return DTYPES[dtype]
 
 
@@ -182,6 +193,7 @@ def _interleaved(models: list[nn.Module], *, device: str | torch.device, input_s
         device_name=device_name(device), dtype=dtype, input_shape=input_shape, channels_last=channels_last,
         repeats=repeats, warmup=warmup, threads=used_threads,
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
+        tf32=tf32_convs(device, torch_dtype),
         timer="cuda_events" if device.type == "cuda" else "perf_counter",
     )
     return [_report(times, **settings) for times in samples]
@@ -237,14 +249,37 @@ def lock_path(device: str | torch.device) -> str:
 
 @contextlib.contextmanager
 def device_lock(device: str | torch.device, *, shared: bool = False) -> Iterator[None]:
-    """A readers-writer lock on `device` among processes on this machine (fcntl.flock).
+    """A readers-writer lock on `device` among processes on this machine (fcntl.flock), whoever runs them.
 
     Training holds it shared (workers may train side by side), timing holds it exclusive: no latency
-    is measured while another worker trains on the device. It is not reentrant.
+    is measured while another worker trains on the device. It is not reentrant. The lock file is
+    created readable and writable by everyone (whatever the umask), and one that another user created
+    read-only is locked through a read-only handle (flock needs no write access), so that two users of
+    one machine share the lock instead of failing with PermissionError.
     """
-    with open(lock_path(device), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    descriptor = _open_lock_file(lock_path(device))
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _open_lock_file(path: str) -> int:
+    """A descriptor of the lock file at `path`, created with mode 0666 when absent.
+
+    An existing file is opened without O_CREAT: Linux's protected_regular refuses O_CREAT on another
+    user's file in a sticky directory such as /tmp, even where its mode allows the open.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        try:
+            return os.open(path, os.O_RDWR)
+        except PermissionError:  # another user's file without write access for us: flock needs none
+            return os.open(path, os.O_RDONLY)
+    os.fchmod(descriptor, 0o666)  # the umask trimmed the mode given to open
+    return descriptor

@@ -1,14 +1,17 @@
-"""Peak memory of one inference call, in MB of 1024**2 bytes as the challenge reports it.
+"""Peak memory of inference, in MB of 1024**2 bytes as the challenge reports it.
 
-On CUDA this is the challenge's figure: torch.cuda.max_memory_allocated() over the model copy, the
-input and the forward pass. A CPU has no such counter, so there the figure is an estimate, labelled
-as one: the peak total size of live tensor storages (weights, input, activations, output) seen between
-aten operations. Kernel workspaces and allocator overhead are not in it.
+On CUDA this is torch.cuda.max_memory_allocated() over the model copy, the input and the forward pass,
+less what the process held before. The challenge reports the maximum of that over the validation set
+(`measure_memory_over`); a search measures one input of the latency size (`measure_memory`), and each
+report says which (`images`, `input_shape`). A CPU has no such counter, so there the figure is an
+estimate, labelled as one: the peak total size of live tensor storages (weights, input, activations,
+output) seen between aten operations. Kernel workspaces and allocator overhead are not in it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -31,13 +34,18 @@ MB = 1024**2
 
 @dataclasses.dataclass(frozen=True)
 class MemoryReport:
-    """Peak memory of one forward pass, and how it was measured (`method` says whether it is an estimate)."""
+    """Peak memory of inference, and how it was measured (`method` says whether it is an estimate).
+
+    images: how many inputs the peak is the maximum over (1: one input of the latency size; the
+    challenge's figure is over the validation set). input_shape: the input that gave the peak.
+    """
 
     peak_mb: float
     method: str
     device_name: str
     input_shape: tuple[int, ...]
     dtype: str
+    images: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,34 +85,59 @@ def measure_memory(model: nn.Module, *, device: str | torch.device, input_shape:
     `input_shape` None means the latency default of the device, so memory and latency see the same input.
     """
     device = resolve_device(device)
+    shape = tuple(input_shape or default_input_shape(device))
+    x = make_input(shape, device=torch.device("cpu"), dtype=torch.float32, channels_last=False)
+    return _peak_over(model, [x], device=device, dtype=dtype)
+
+
+def measure_memory_over(model: nn.Module, *, images: Iterable[torch.Tensor], device: str | torch.device,
+                        dtype: str = "fp32") -> MemoryReport:
+    """The challenge's memory figure: the maximum over `images` of the peak memory of one forward pass of an
+    eval-mode copy of `model`. `images`: (1, 3, H, W) float host tensors, e.g. the validation LR images; each
+    is copied to the device inside its measurement, as the challenge's loop does."""
+    return _peak_over(model, images, device=resolve_device(device), dtype=dtype)
+
+
+def _peak_over(model: nn.Module, images: Iterable[torch.Tensor], *, device: torch.device, dtype: str) -> MemoryReport:
     torch_dtype = resolve_dtype(dtype, device)
-    input_shape = tuple(input_shape or default_input_shape(device))
     if device.type == "cuda":
-        method, peak_bytes = "cuda_max_memory_allocated", _cuda_peak_bytes(model, device, torch_dtype, input_shape)
+        method, peaks = "cuda_max_memory_allocated", _cuda_peaks(model, device, torch_dtype, images)
     else:
-        method, peak_bytes = "cpu_estimate_peak_live_tensors", _cpu_peak_bytes(model, torch_dtype, input_shape)
+        method, peaks = "cpu_estimate_peak_live_tensors", _cpu_peaks(model, torch_dtype, images)
+    measured = list(peaks)
+    if not measured:
+        raise ValueError("no input to measure memory on")
+    peak_bytes, input_shape = max(measured, key=lambda pair: pair[0])
     return MemoryReport(peak_mb=peak_bytes / MB, method=method, device_name=device_name(device),
-                        input_shape=input_shape, dtype=dtype)
+                        input_shape=input_shape, dtype=dtype, images=len(measured))
 
 
-def _cuda_peak_bytes(model: nn.Module, device: torch.device, dtype: torch.dtype, input_shape: tuple[int, ...]) -> int:
-    """max_memory_allocated from the model copy's arrival on, less what the process held before it."""
+def _cuda_peaks(model: nn.Module, device: torch.device, dtype: torch.dtype,
+                images: Iterable[torch.Tensor]) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """Per image: max_memory_allocated over its copy to the device and the forward pass, with the model copy
+    there, less what the process held before the model copy (so other live tensors do not count)."""
     with torch.cuda.device(device):
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         prepared = prepare_model(model, device=device, dtype=dtype, channels_last=False)
-        torch.cuda.reset_peak_memory_stats()
-        x = make_input(input_shape, device=device, dtype=dtype, channels_last=False)
-        with torch.inference_mode():
+        for image in images:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            x = image.to(device=device, dtype=dtype)
+            with torch.inference_mode():
+                prepared(x)
+            del x
+            torch.cuda.synchronize()
+            yield torch.cuda.max_memory_allocated() - before, tuple(image.shape[1:])
+
+
+def _cpu_peaks(model: nn.Module, dtype: torch.dtype,
+               images: Iterable[torch.Tensor]) -> Iterator[tuple[int, tuple[int, ...]]]:
+    prepared = prepare_model(model, device=torch.device("cpu"), dtype=dtype, channels_last=False)
+    weights = [*prepared.parameters(), *prepared.buffers()]
+    for image in images:
+        x = image.to(device="cpu", dtype=dtype)
+        with torch.inference_mode(), _LiveStorageBytes([*weights, x]) as tracker:
             prepared(x)
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-
-
-def _cpu_peak_bytes(model: nn.Module, dtype: torch.dtype, input_shape: tuple[int, ...]) -> int:
-    cpu = torch.device("cpu")
-    prepared = prepare_model(model, device=cpu, dtype=dtype, channels_last=False)
-    x = make_input(input_shape, device=cpu, dtype=dtype, channels_last=False)
-    with torch.inference_mode(), _LiveStorageBytes([*prepared.parameters(), *prepared.buffers(), x]) as tracker:
-        prepared(x)
-    return tracker.peak_bytes
+        del x
+        yield tracker.peak_bytes, tuple(image.shape[1:])

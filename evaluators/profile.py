@@ -9,29 +9,35 @@ import torch
 from torch import nn
 
 from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
-from evaluators.latency import measure_relative_latency
-from evaluators.memory import measure_memory
+from evaluators.latency import device_lock, measure_relative_latency
+from evaluators.memory import measure_memory, measure_memory_over
 
 
 def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, device: str | torch.device = "cpu",
                    input_shape: tuple[int, ...] | None = None,
                    complexity_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE, dtype: str = "fp32",
                    channels_last: bool = False, repeats: int | None = None, warmup: int | None = None,
-                   rounds: int = 5, threads: int | None = None) -> list[dict[str, Any]]:
+                   rounds: int = 5, threads: int | None = None,
+                   memory_images: Sequence[torch.Tensor] | None = None) -> list[dict[str, Any]]:
     """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
 
     Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input;
     latency is timed interleaved with `reference` (the IMDN baseline) and memory is measured at the
-    latency input (`measure_latency`'s per-device default when None). Each record carries its `settings`.
+    latency input (`measure_latency`'s per-device default when None), both under the exclusive device
+    lock, as a search measures. With `memory_images` (e.g. the validation LR images) the record also holds
+    the challenge's figure, the maximum over them (`memory_images_mb`). Each record carries its `settings`.
     """
     records = []
     for name, model in models:
         complexity = profile_complexity(model, input_shape=complexity_shape)
-        latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape, dtype=dtype,
-                                           channels_last=channels_last, warmup=warmup, repeats=repeats,
-                                           rounds=rounds, threads=threads)
-        timed = latency.candidate
-        memory = measure_memory(model, device=device, input_shape=timed.input_shape, dtype=dtype)
+        with device_lock(device):
+            latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape,
+                                               dtype=dtype, channels_last=channels_last, warmup=warmup,
+                                               repeats=repeats, rounds=rounds, threads=threads)
+            timed = latency.candidate
+            memory = measure_memory(model, device=device, input_shape=timed.input_shape, dtype=dtype)
+            over = None if memory_images is None else measure_memory_over(model, images=memory_images,
+                                                                          device=device, dtype=dtype)
         records.append({
             "name": name,
             "params": complexity.params,
@@ -42,6 +48,8 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
             "latency_ratio": latency.ratio,
             "memory_mb": memory.peak_mb,
             "memory_method": memory.method,
+            "memory_input_shape": memory.input_shape,
+            **({} if over is None else {"memory_images_mb": over.peak_mb, "memory_images": over.images}),
             "settings": {
                 "device": timed.device_name,
                 "dtype": dtype,
@@ -53,6 +61,7 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
                 "threads": timed.threads,
                 "channels_last": channels_last,
                 "cudnn_benchmark": timed.cudnn_benchmark,
+                "tf32": timed.tf32,
                 "timer": timed.timer,
             },
         })
@@ -68,6 +77,7 @@ _COLUMNS = (  # (header, record key, format)
     ("latency median [ms]", "latency_ms", "{:.2f}"),
     ("ratio to IMDN", "latency_ratio", "{:.3f}"),
     ("memory [MB]", "memory_mb", "{:.1f}"),
+    ("memory max over images [MB]", "memory_images_mb", "{:.1f}"),
 )
 
 
@@ -75,9 +85,10 @@ def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
     """An aligned text table of `profile_models` records, then one line with their (shared) measurement settings."""
     if not records:
         raise ValueError("no records to format")
-    rows = [[header for header, _, _ in _COLUMNS]]
-    rows += [[fmt.format(record[key]) for _, key, fmt in _COLUMNS] for record in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    columns = [column for column in _COLUMNS if all(column[1] in record for record in records)]
+    rows = [[header for header, _, _ in columns]]
+    rows += [[fmt.format(record[key]) for _, key, fmt in columns] for record in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -87,7 +98,9 @@ def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
         f"settings: {s['device']}, {s['dtype']}, latency input 1x{'x'.join(map(str, s['latency_input_shape']))} "
         f"(median of {s['repeats']} calls after {s['warmup']} warm-up, {s['rounds']} interleaved rounds, "
         f"{s['timer']}), {s['threads']} threads, channels_last={s['channels_last']}, "
-        f"cudnn.benchmark={s['cudnn_benchmark']}; complexity at 1x{'x'.join(map(str, s['complexity_input_shape']))}; "
-        f"memory: {', '.join(memory_methods)}"
+        f"cudnn.benchmark={s['cudnn_benchmark']}, tf32={s['tf32']}; complexity at "
+        f"1x{'x'.join(map(str, s['complexity_input_shape']))}; memory: {', '.join(memory_methods)} at the latency "
+        f"input" + (f", and the maximum over {records[0]['memory_images']} images" if "memory_images" in records[0]
+                    else "")
     )
     return "\n".join(lines)

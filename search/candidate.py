@@ -1,7 +1,9 @@
 """Measure one architecture: complexity (cheap), speed on the target device, then proxy training.
 
 Complexity, latency and memory are measured on the inference form (re-parameterised convs fused).
-Latency is measured interleaved with the IMDN baseline, so the ratio survives a noisy machine.
+Latency is measured interleaved with the IMDN baseline, so the ratio survives a noisy machine. A
+candidate too big for the device's memory at the latency input is an outcome (`SpeedOutOfMemory`), not
+a failure: the objective records it as infeasible, with the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 import train_proxy
 from evaluators.complexity import profile_complexity
+from evaluators.cuda import is_out_of_memory, release_memory
 from evaluators.latency import device_lock, measure_latency, measure_relative_latency
 from evaluators.memory import measure_memory
 from spaces import ArchConfig, build_model, get_reference, inference_form
@@ -38,8 +41,27 @@ def measure_complexity(config: ArchConfig, *, measurement: Measurement) -> dict[
             "convs": report.convs}
 
 
+class SpeedOutOfMemory(RuntimeError):
+    """The candidate ran out of memory while its latency or memory was measured (the reason is the message)."""
+
+
 def measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.Module) -> dict[str, Any]:
-    """Latency (median, and ratio to the baseline measured side by side) and peak memory."""
+    """Latency (median, and ratio to the baseline measured side by side) and peak memory at one input.
+
+    SpeedOutOfMemory when the candidate does not fit the device's memory; the memory is released first.
+    """
+    try:
+        return _measure_speed(config, measurement=measurement, baseline=baseline)
+    except RuntimeError as error:
+        if not is_out_of_memory(error):
+            raise
+        shape = "x".join(map(str, measurement.latency_input)) if measurement.latency_input else "the default input"
+        reason = f"out of memory measuring latency and memory at {shape}: {str(error).splitlines()[0]}"
+    release_memory(torch.device(measurement.device))  # here, the except block left: its traceback held tensors
+    raise SpeedOutOfMemory(reason)
+
+
+def _measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.Module) -> dict[str, Any]:
     model = inference_form(build_model(config))
     common = dict(device=measurement.device, input_shape=measurement.latency_input, dtype=measurement.dtype)
     with device_lock(measurement.device):
@@ -53,6 +75,7 @@ def measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.
         memory = measure_memory(model, **common)
     return {"latency_ms": latency.median_ms, "latency_iqr_ms": latency.iqr_ms, "latency_ratio": ratio,
             "baseline_latency_ms": baseline_ms, "memory_mb": memory.peak_mb, "memory_method": memory.method,
+            "memory_input_shape": list(memory.input_shape),
             "latency_settings": {k: v for k, v in latency.to_dict().items() if k != "samples_ms"}}
 
 

@@ -4,7 +4,8 @@ Order: complexity -> latency and memory -> the constraints known before training
 -> proxy training with early stop -> PSNR constraint. A candidate that breaks a pre-training
 constraint is recorded as an infeasible trial without training (so the sampler learns), its PSNR
 objective standing in at bicubic interpolation's PSNR (what a network that learnt nothing reaches),
-flagged `trained=False`.
+flagged `trained=False`. So is a candidate that runs out of device memory while its speed is measured
+(`out_of_memory` holds the reason; its latency and memory are infinite and it meets no constraint).
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class Objective:
             return {**{k: v for k, v in twin.user_attrs.items() if k not in NOT_INHERITED}, "duplicate_of": twin.number}
         predictor, curve = self.calibration(trial.study)
         record = {"label": config.describe(), **candidate.measure_complexity(config, measurement=self.measurement)}
-        record.update(candidate.measure_speed(config, measurement=self.measurement, baseline=self.baseline))
+        try:
+            record.update(candidate.measure_speed(config, measurement=self.measurement, baseline=self.baseline))
+        except candidate.SpeedOutOfMemory as error:
+            record.update(out_of_memory=str(error), latency_ratio=math.inf, latency_ms=math.inf, memory_mb=math.inf)
         violations = self.pretraining_violations(record)
         if violations:
             return {**record, "trained": False, "psnr": self.bicubic_psnr, "psnr_source": "bicubic stand-in",
@@ -100,6 +104,8 @@ class Objective:
         return record
 
     def pretraining_violations(self, record: dict[str, Any]) -> list[str]:
+        if "out_of_memory" in record:
+            return ["out of memory"]
         violations = []
         if "params" in self.track.constraints and record["params"] > IMDN_PARAMS:
             violations.append("params")
@@ -173,7 +179,9 @@ def _store(trial: optuna.Trial, record: dict[str, Any]) -> None:
 
 
 def constraint_values(names: tuple[str, ...], record: dict[str, Any], floor: float) -> dict[str, float]:
-    """Optuna constraint values (<= 0 is feasible)."""
+    """Optuna constraint values (<= 0 is feasible); a candidate that ran out of memory meets none."""
+    if "out_of_memory" in record:
+        return {name: math.inf for name in names}
     values = {}
     for name in names:
         if name == "params":

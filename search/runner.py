@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import train_proxy
 from data import load_dataset
+from evaluators.latency import resolve_dtype
 from search import candidate
 from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
@@ -63,7 +64,7 @@ def budget_of(settings: SearchSettings) -> train_proxy.Budget:
 
 
 def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> Objective:
-    data = load_dataset(settings.data) if data is None else data
+    data = load_dataset(settings.data, valid_limit=settings.valid_limit) if data is None else data
     if "bicubic_psnr" not in study.user_attrs:
         study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
     measurement = candidate.Measurement(device=settings.device, latency_input=settings.latency_input,
@@ -81,9 +82,11 @@ def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
 def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
     settings = settings.replace(device=resolve_device(settings.device))
+    resolve_dtype(settings.dtype, torch.device(settings.device))  # e.g. bf16 on a GPU that only emulates it
     budget = budget_of(settings)
     check_output_folder(settings.run_dir)
-    data = load_dataset(settings.data)  # bad data is refused before a study is created for it
+    # bad data is refused before a study is created for it
+    data = load_dataset(settings.data, valid_limit=settings.valid_limit)
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     started = time.monotonic()
     try:

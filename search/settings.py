@@ -15,7 +15,7 @@ SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 
 # Settings that the reference measurements depend on: a resumed study must keep them.
 STUDY_DEFINING = ("track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data", "device",
-                  "latency_input", "dtype", "predictor", "calibrate_with", "floor")
+                  "latency_input", "dtype", "predictor", "calibrate_with", "floor", "valid_limit")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class SearchSettings:
     patch: int | None = None
     lr: float | None = None
     data: str | None = None  # a DIV2K folder; None: the embedded photographs
+    valid_limit: int | None = None  # validate on the first N validation images of `data` (None: all)
     device: str = "cpu"
     latency_input: tuple[int, int, int] | None = None  # None: the evaluators' per-device default
     dtype: str = "fp32"
@@ -60,7 +61,7 @@ class SearchSettings:
             raise ValueError(f"--calibrate-with {self.calibrate_with}: not a kit folder (no manifest.csv in it)")
         for name in ("trials", "workers"):
             _positive(name, getattr(self, name))
-        for name in ("iterations", "batch_size", "patch", "lr", "timeout"):
+        for name in ("iterations", "batch_size", "patch", "lr", "timeout", "valid_limit"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         for name in ("reeval_top", "reeval_seeds"):
@@ -70,6 +71,8 @@ class SearchSettings:
             raise ValueError(f"--reeval-budget must be a positive multiple of the budget, got {self.reeval_budget}")
         if self.early_stop_margin <= 0:
             raise ValueError(f"--early-stop-margin must be positive, got {self.early_stop_margin}")
+        if self.valid_limit is not None and self.data is None:
+            raise ValueError("--valid-limit needs --data (the embedded validation set is fixed)")
         if self.latency_input is not None and (len(self.latency_input) != 3 or min(self.latency_input) <= 0):
             raise ValueError(f"--latency-input must be CxHxW with positive sizes, got {self.latency_input}")
 

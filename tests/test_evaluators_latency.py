@@ -1,5 +1,6 @@
 import fcntl
 import os
+import stat
 import tempfile
 
 import pytest
@@ -34,7 +35,7 @@ def test_cpu_latency_is_positive_and_records_its_settings():
     assert min(report.samples_ms) <= report.median_ms <= max(report.samples_ms)
     assert report.input_shape == (3, 8, 8) and report.warmup == 1 and report.threads == 1
     assert report.dtype == "fp32" and report.channels_last is False
-    assert report.timer == "perf_counter" and report.cudnn_benchmark is None
+    assert report.timer == "perf_counter" and report.cudnn_benchmark is None and report.tf32 is None
     assert report.device_name.startswith("cpu")
     assert report.to_dict()["samples_ms"] == report.samples_ms
 
@@ -136,6 +137,40 @@ def test_device_lock_is_released_on_error(private_tempdir):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def test_the_lock_file_is_shared_by_every_user_whatever_the_umask(private_tempdir):
+    """A 0644 lock file made by one user gave every other user PermissionError on every trial."""
+    previous = os.umask(0o077)
+    try:
+        with device_lock("cpu"):
+            pass
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(lock_path("cpu")).st_mode) == 0o666
+
+
+def test_another_users_read_only_lock_file_is_locked_read_only(private_tempdir, monkeypatch):
+    """flock needs no write access: a lock file we may only read still excludes and is excluded."""
+    path = lock_path("cpu")
+    open(path, "w").close()
+    os.chmod(path, 0o644)
+    real_open, flags_used = os.open, []
+
+    def as_another_user(file, flags, *args):  # root ignores modes: play the other user's refusal
+        flags_used.append(flags)
+        if file == path and flags & (os.O_WRONLY | os.O_RDWR) and not flags & os.O_EXCL:  # O_EXCL: EEXIST first
+            raise PermissionError(13, "Permission denied", file)
+        return real_open(file, flags, *args)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    with device_lock("cpu", shared=True), open(path) as timer:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(timer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with device_lock("cpu"), open(path) as trainer:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(trainer, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    assert os.O_RDONLY in flags_used and not any(flags & os.O_CREAT and not flags & os.O_EXCL for flags in flags_used)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_latency_uses_events_and_records_cudnn_benchmark():
     report = measure_latency(tiny(), device="cuda", warmup=2, repeats=5)
@@ -143,6 +178,7 @@ def test_cuda_latency_uses_events_and_records_cudnn_benchmark():
     assert report.input_shape == CUDA_INPUT_SHAPE
     assert report.timer == "cuda_events" and report.cudnn_benchmark == torch.backends.cudnn.benchmark
     assert report.device_name == torch.cuda.get_device_name() and report.median_ms > 0
+    assert report.tf32 == (torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability() >= (8, 0))
     relative = measure_relative_latency(tiny(), tiny(), device="cuda", dtype="fp16", rounds=2, warmup=2, repeats=4)
     assert 0.5 < relative.ratio < 2
 

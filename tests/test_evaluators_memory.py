@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from evaluators.latency import CPU_INPUT_SHAPE
-from evaluators.memory import MB, measure_memory
+from evaluators.memory import MB, measure_memory, measure_memory_over
 from spaces import build_model, get_reference
 
 
@@ -28,6 +28,19 @@ def test_cpu_estimate_counts_weights_input_and_the_live_activations():
     # conv the first 16-channel map has been freed.
     expected = weights + 4 * (3 * pixels + 16 * pixels + 16 * pixels)
     assert measure_memory(model, device="cpu", input_shape=(3, 20, 20)).peak_mb == expected / MB
+
+
+def test_the_challenges_figure_is_the_maximum_over_the_images():
+    """The challenge reports max over the validation set; a search keeps its one-input figure, labelled as one."""
+    model = chain()
+    images = [torch.rand(1, 3, 12, 12), torch.rand(1, 3, 20, 20), torch.rand(1, 3, 16, 8)]
+    over = measure_memory_over(model, images=images, device="cpu")
+    single = measure_memory(model, device="cpu", input_shape=(3, 20, 20))
+    assert over.peak_mb == single.peak_mb and over.input_shape == (3, 20, 20)
+    assert over.images == 3 and single.images == 1 and over.method == single.method
+    assert measure_memory_over(model, images=images[:1], device="cpu").peak_mb < over.peak_mb
+    with pytest.raises(ValueError, match="no input"):
+        measure_memory_over(model, images=[], device="cpu")
 
 
 def test_no_input_shape_means_the_latency_default():
@@ -57,3 +70,10 @@ def test_cuda_peak_is_the_allocator_figure():
     assert report.device_name == torch.cuda.get_device_name()
     floor = (sum(p.numel() for p in model.parameters()) + 35 * 64 * 64) * 4 / MB
     assert report.peak_mb >= floor
+    alive = torch.empty(64 * MB, dtype=torch.uint8, device="cuda")  # other tensors of the process do not count
+    again = measure_memory(model, device="cuda", input_shape=(3, 64, 64))
+    assert again.peak_mb == pytest.approx(report.peak_mb, rel=0.05)
+    del alive
+    over = measure_memory_over(model, images=[torch.rand(1, 3, 32, 32), torch.rand(1, 3, 64, 64)], device="cuda")
+    assert over.images == 2 and over.input_shape == (3, 64, 64)
+    assert over.peak_mb == pytest.approx(report.peak_mb, rel=0.05)

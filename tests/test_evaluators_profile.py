@@ -1,13 +1,20 @@
+import fcntl
+import tempfile
+
 import pytest
+import torch
 from torch import nn
 
+from evaluators import profile
 from evaluators.complexity import count_params, profile_complexity
+from evaluators.latency import lock_path
+from evaluators.memory import measure_memory
 from evaluators.profile import format_profile_table, profile_models
 
 KEYS = {"name", "params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb",
-        "memory_method", "settings"}
+        "memory_method", "memory_input_shape", "settings"}
 SETTINGS = {"device", "dtype", "latency_input_shape", "complexity_input_shape", "repeats", "warmup", "rounds",
-            "threads", "channels_last", "cudnn_benchmark", "timer"}
+            "threads", "channels_last", "cudnn_benchmark", "tf32", "timer"}
 
 
 def net(channels: int) -> nn.Module:
@@ -15,12 +22,51 @@ def net(channels: int) -> nn.Module:
                          nn.Conv2d(channels, 48, 3, padding=1), nn.PixelShuffle(4))
 
 
+FAST = dict(input_shape=(3, 8, 12), complexity_shape=(3, 16, 16), repeats=4, warmup=1, rounds=2, threads=1)
+
+
 @pytest.fixture(scope="module")
-def records():
+def records(tmp_path_factory):
     reference = net(8)
     models = [("small", net(4)), ("reference", reference)]
-    return profile_models(models, reference=reference, input_shape=(3, 8, 12), complexity_shape=(3, 16, 16),
-                          repeats=4, warmup=1, rounds=2, threads=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("locks")))  # the device lock
+        return profile_models(models, reference=reference, **FAST)
+
+
+@pytest.fixture()
+def private_tempdir(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_profile_measures_under_the_exclusive_device_lock(private_tempdir, monkeypatch):
+    """No latency is timed while a search worker trains on the device (it holds the lock shared)."""
+    held = []
+    real = profile.measure_relative_latency
+
+    def timed(*args, **kwargs):
+        with open(lock_path("cpu")) as trainer:
+            try:
+                fcntl.flock(trainer, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_relative_latency", timed)
+    profile_models([("small", net(4))], reference=net(8), **FAST)
+    assert held == [True]
+
+
+def test_memory_over_images_is_the_largest_images_peak(private_tempdir):
+    images = [torch.rand(1, 3, 8, 8), torch.rand(1, 3, 16, 24), torch.rand(1, 3, 12, 12)]
+    record, = profile_models([("small", net(4))], reference=net(8), memory_images=images, **FAST)
+    largest = measure_memory(net(4), device="cpu", input_shape=(3, 16, 24))
+    assert record["memory_images_mb"] == largest.peak_mb > record["memory_mb"]
+    assert record["memory_images"] == 3 and record["memory_input_shape"] == (3, 8, 12)
+    header, *_, settings = format_profile_table([record]).splitlines()
+    assert "memory max over images [MB]" in header and "maximum over 3 images" in settings
 
 
 def test_one_record_per_model_with_the_agreed_keys(records):
@@ -59,7 +105,8 @@ def test_table_lists_every_model_and_ends_with_the_settings(records):
     assert rows[0].split()[1] == f"{records[0]['params']:,}"
     assert rows[1].split()[6] == f"{records[1]['latency_ratio']:.3f}"
     assert settings.startswith("settings: cpu") and "1x3x8x12" in settings and "1x3x16x16" in settings
-    assert "cpu_estimate_peak_live_tensors" in settings
+    assert "cpu_estimate_peak_live_tensors" in settings and "tf32=None" in settings
+    assert "memory max over images" not in header
 
 
 def test_an_empty_table_is_refused():

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from evaluators.quality import challenge_psnr, challenge_ssim, mean_psnr, to_uint8_image
+from evaluators.quality import (challenge_psnr, challenge_ssim, mean_psnr, psnr_from_squared_error, quantize,
+                                 squared_error, to_uint8_image)
 
 
 def constant(value: int, height: int = 24, width: int = 24) -> torch.Tensor:
@@ -146,3 +147,17 @@ def test_to_uint8_image_rejects_nan_and_non_rgb():
         to_uint8_image(torch.rand(1, 4, 4))
     with pytest.raises(ValueError, match="RGB"):
         to_uint8_image(torch.rand(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_exact_integer_error_gives_the_float64_mse_psnr_bit_for_bit(seed):
+    """Scoring on the device (integer error sums) reproduces the numpy float64 figure exactly, not approximately."""
+    rng = np.random.default_rng(seed)
+    hr = rng.integers(0, 256, size=(3, 61, 83), dtype=np.uint8)
+    sr = torch.from_numpy(np.clip(hr / 255.0 + rng.normal(0, 0.03, size=hr.shape), -0.1, 1.1)).float()
+    sr_u8 = sr.clamp(0, 1).mul(255.0).round().to(torch.uint8).numpy()[:, 4:60 - 4, 4:80 - 4]
+    mse = np.mean((sr_u8.astype(np.float64) - hr[:, 4:60 - 4, 4:80 - 4].astype(np.float64)) ** 2)
+    expected = 20 * math.log10(255.0 / math.sqrt(mse))
+    total, count = squared_error(quantize(sr), torch.from_numpy(hr))
+    assert total.dtype == torch.int64 and count == 3 * 52 * 72
+    assert psnr_from_squared_error(int(total), count) == expected

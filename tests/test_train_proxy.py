@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import train_proxy
-from data import load_embedded
+from data import load_embedded, to_tensor
+from data.patches import LOADER_WORKERS_ENV, LoaderSharedMemoryError
+from evaluators.quality import mean_psnr
 from spaces import ArchConfig, build_model, inference_form
 from train_proxy import BUDGETS, bicubic_baseline_psnr, get_budget, train, validation_psnr
 
@@ -94,6 +97,69 @@ def test_out_of_memory_is_a_failed_result_other_errors_propagate(data, monkeypat
     monkeypatch.setattr(train_proxy, "build_model", lambda config: _Broken(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         train(TINY, data=data, budget="smoke", seed=0, device="cpu")
+
+
+class _OutOfMemoryMidStep(nn.Module):
+    """Allocates an activation in its training forward, then runs out of memory; `activation` sees it die."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+        self.activation: weakref.ref | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.interpolate(x, scale_factor=4) * self.weight
+        if self.training:
+            self.activation = weakref.ref(out)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return out
+
+
+def test_memory_is_released_only_once_the_failed_steps_activations_are_gone(data, monkeypatch) -> None:
+    """empty_cache() inside the except block released nothing: the traceback still held the step's tensors."""
+    model = _OutOfMemoryMidStep()
+    monkeypatch.setattr(train_proxy, "build_model", lambda config: model)
+    seen = []
+
+    def release(device: torch.device) -> None:
+        seen.append((model.activation is not None and model.activation() is None, device.type))
+
+    monkeypatch.setattr(train_proxy, "release_memory", release)
+    result = train(TINY, data=data, budget="smoke", seed=0, device="cpu")
+    assert result.status == "failed" and result.reason.startswith("out of memory at step 1")
+    assert seen == [(True, "cpu")]
+
+
+def test_validation_on_the_device_equals_the_challenge_scoring_of_copied_outputs(data) -> None:
+    """The device-side scoring (uint8 HR, integer error sums) gives the old host-side figure bit for bit."""
+    model = build_model(TINY).eval()
+    with torch.no_grad():
+        copied = mean_psnr((model(pair.tensors()[0]).cpu(), to_tensor(pair.hr)) for pair in data.valid)
+    assert validation_psnr(model, data.valid, device="cpu") == copied
+    assert validation_psnr(model, data.valid, device="cpu", memory_format=torch.channels_last) == copied
+
+
+def test_bf16_autocast_only_where_the_gpu_has_it_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A T4 or V100 emulates bf16 (is_bf16_supported() says yes) but cuDNN has no bf16 convs: fp16 there."""
+    def t4(including_emulation: bool = True) -> bool:
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", t4)
+    cuda = torch.device("cuda")
+    assert train_proxy._autocast_dtype(cuda) == torch.float16
+    assert train_proxy._describe_precision(torch.float16, device=cuda) == "fp16 autocast + GradScaler"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert train_proxy._autocast_dtype(cuda) == torch.bfloat16
+    assert train_proxy._autocast_dtype(torch.device("cpu")) is None
+
+
+def test_fp32_training_on_ampere_says_its_convs_run_in_tf32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert train_proxy._describe_precision(None, device=torch.device("cuda")) == "fp32 (TF32 convolutions)"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    assert train_proxy._describe_precision(None, device=torch.device("cuda")) == "fp32"
+    assert train_proxy._describe_precision(None, device=torch.device("cpu")) == "fp32"
 
 
 def test_checkpoint_callback_sees_each_checkpoint_and_can_stop(data) -> None:
@@ -196,3 +262,23 @@ def test_cli_failed_training_writes_metrics_and_exits_1(tmp_path: Path, capsys: 
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json"]
     assert json.loads((out / "metrics.json").read_text())["status"] == "failed"
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: training failed: ")
+
+
+def test_cli_bad_loader_worker_count_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LOADER_WORKERS_ENV, "-1")
+    assert train_proxy.main(["--arch", "imdn", "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: NAS_SR_LOADER_WORKERS must be a count of 0 or more, got '-1'"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_full_shared_memory_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def bus_error(*args, **kwargs):
+        raise LoaderSharedMemoryError("the data loader's 4 worker processes ran out of shared memory (/dev/shm)")
+
+    monkeypatch.setattr(train_proxy, "train", bus_error)
+    assert train_proxy.main(["--arch", "imdn", "--device", "cpu", "--out", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: the data loader's 4 worker processes ran out of shared memory (/dev/shm)"]
