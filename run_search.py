@@ -55,10 +55,14 @@ def shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
+
+
 def search_parser() -> argparse.ArgumentParser:
     from search.settings import SAMPLERS, SearchSettings
     d = SearchSettings()
     p = argparse.ArgumentParser(prog="run_search.py", description="Search x4 SR architectures for an NTIRE track.")
+    p.add_argument("--edition", default=d.edition, help=EDITION_HELP)
     p.add_argument("--track", default=d.track, help="runtime (main) | complexity | overall")
     p.add_argument("--space", default=d.space, help="imdn | mixed")
     p.add_argument("--sampler", default=d.sampler, help=" | ".join(SAMPLERS))
@@ -74,8 +78,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
     p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")
     p.add_argument("--psnr-floor", default=d.psnr_floor, help="calibrated | imdn-margin")
-    p.add_argument("--floor", type=float, default=d.floor, help="predicted PSNR floor [dB] (calibrated)")
-    p.add_argument("--margin", type=float, default=d.margin, help="dB under IMDN's proxy PSNR (imdn-margin)")
+    p.add_argument("--floor", type=float, help="predicted PSNR floor [dB] (default: the edition's validation floor)")
+    p.add_argument("--margin", type=float, default=d.margin, help="dB under the baseline's proxy PSNR (imdn-margin)")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false")
     p.add_argument("--early-stop-margin", type=float, default=d.early_stop_margin)
     p.add_argument("--reeval-top", type=int, default=d.reeval_top, help="Pareto members re-trained (0: off)")
@@ -103,9 +107,13 @@ def run_search_command(options: argparse.Namespace) -> int:
 
 
 def profile_parser() -> argparse.ArgumentParser:
+    from editions import DEFAULT_EDITION
     p = argparse.ArgumentParser(prog="run_search.py profile",
                                 description="Params, FLOPs, activations, #conv, latency and memory of models.")
-    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, imdn_paper, span) or config JSON files")
+    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, rlfn_prune, imdn_paper, span) "
+                                             "or config JSON files")
+    p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP + "; sets the baseline of the "
+                   "latency ratios, the FLOPs counter and the published figures shown")
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
@@ -118,18 +126,29 @@ def profile_parser() -> argparse.ArgumentParser:
 def run_profile_command(options: argparse.Namespace) -> int:
     import json
 
+    from editions import get_edition
     from evaluators.profile import format_profile_table, profile_models
+    from search.published import format_published, published_records
     from search.runner import resolve_device
     from spaces import REFERENCES, ArchConfig, build_model, get_reference, inference_form
+    edition = get_edition(options.edition)
     models = []
     for item in options.models:
         config = get_reference(item) if item in REFERENCES or not item.endswith(".json") else ArchConfig.load(item)
         models.append((item, inference_form(build_model(config))))
     kwargs = {"repeats": options.repeats} if options.repeats else {}
-    records = profile_models(models, reference=inference_form(build_model(get_reference("imdn"))),
-                             device=resolve_device(options.device), input_shape=options.input, dtype=options.dtype,
-                             channels_last=options.channels_last, **kwargs)
-    print(json.dumps(records, indent=2) if options.json else format_profile_table(records))
+    records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
+                             counter=edition.counter, device=resolve_device(options.device), input_shape=options.input,
+                             dtype=options.dtype, channels_last=options.channels_last, **kwargs)
+    published = published_records(edition, [name for name, _ in models])
+    if options.json:
+        print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
+    else:
+        print(f"{edition.name}: baseline {edition.baseline}, FLOPs by {edition.counter.value}, "
+              f"judged on {edition.gpu or 'a GPU the facts do not record'}")
+        print(format_profile_table(records))
+        if published:
+            print(format_published(edition, published))
     return 0
 
 

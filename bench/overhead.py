@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = finished[finished["trained"] == True]  # noqa: E712 (an object column)
     cut = finished[finished["trained"] != True]  # noqa: E712
     trials = study.get_trials(deepcopy=False)  # once: `study.trials` copies every trial on each access
-    train_s = np.array([trials[n].user_attrs["train_seconds"] for n in trained["number"]])
+    train_s = np.array([trials[n].user_attrs["train_wall_seconds"] for n in trained["number"]])
     wall_s = trained["duration_s"].to_numpy(dtype=float)
     outside = wall_s - train_s
     candidates = finished[finished["reference"] == ""]

@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
+from evaluators.complexity import COMPLEXITY_INPUT_SHAPE
+from evaluators.counter import Counter, count_complexity
 from evaluators.latency import measure_relative_latency
 from evaluators.memory import measure_memory
 
 
-def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, device: str | torch.device = "cpu",
+def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, counter: Counter,
+                   device: str | torch.device = "cpu",
                    input_shape: tuple[int, ...] | None = None,
                    complexity_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE, dtype: str = "fp32",
                    channels_last: bool = False, repeats: int | None = None, warmup: int | None = None,
@@ -21,12 +23,13 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
     """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
 
     Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input;
-    latency is timed interleaved with `reference` (the IMDN baseline) and memory is measured at the
+    FLOPs are counted by `counter` (the edition's); latency is timed interleaved with `reference` (the edition's
+    baseline) and memory is measured at the
     latency input (`measure_latency`'s per-device default when None). Each record carries its `settings`.
     """
     records = []
     for name, model in models:
-        complexity = profile_complexity(model, input_shape=complexity_shape)
+        complexity = count_complexity(model, counter=counter, input_shape=complexity_shape)
         latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape, dtype=dtype,
                                            channels_last=channels_last, warmup=warmup, repeats=repeats,
                                            rounds=rounds, threads=threads)
@@ -54,6 +57,7 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
                 "channels_last": channels_last,
                 "cudnn_benchmark": timed.cudnn_benchmark,
                 "timer": timed.timer,
+                "flops_counter": counter.value,
             },
         })
     return records
@@ -66,7 +70,7 @@ _COLUMNS = (  # (header, record key, format)
     ("acts [M]", "activations_m", "{:.2f}"),
     ("#conv", "convs", "{}"),
     ("latency median [ms]", "latency_ms", "{:.2f}"),
-    ("ratio to IMDN", "latency_ratio", "{:.3f}"),
+    ("ratio to baseline", "latency_ratio", "{:.3f}"),
     ("memory [MB]", "memory_mb", "{:.1f}"),
 )
 
@@ -87,7 +91,8 @@ def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
         f"settings: {s['device']}, {s['dtype']}, latency input 1x{'x'.join(map(str, s['latency_input_shape']))} "
         f"(median of {s['repeats']} calls after {s['warmup']} warm-up, {s['rounds']} interleaved rounds, "
         f"{s['timer']}), {s['threads']} threads, channels_last={s['channels_last']}, "
-        f"cudnn.benchmark={s['cudnn_benchmark']}; complexity at 1x{'x'.join(map(str, s['complexity_input_shape']))}; "
+        f"cudnn.benchmark={s['cudnn_benchmark']}; complexity at 1x{'x'.join(map(str, s['complexity_input_shape']))} "
+        f"(FLOPs: {s['flops_counter']}); "
         f"memory: {', '.join(memory_methods)}"
     )
     return "\n".join(lines)

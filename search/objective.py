@@ -25,26 +25,29 @@ from optuna.trial import TrialState
 from search import candidate
 from search.calibration import PsnrFloor, fit_psnr_floor
 from search.settings import SearchSettings
-from search.study import CALIBRATION_REFERENCES, reap_dead_workers, reference_records, worker_id
-from search.tracks import IMDN_PARAMS, get_track
-from spaces import PUBLISHED_PSNR, ArchConfig, get_reference, get_space
+from search.constraints import constraint_values, violated_before_training
+from search.study import reap_dead_workers, reference_records, worker_id
+from search.tracks import get_track
+from spaces import ArchConfig, get_reference, get_space
 
 POLL_S = 5.0
 NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
 
 
-class Objective:
-    """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model)."""
+class TrialObjective:
+    """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model, limits)."""
 
     def __init__(self, *, settings: SearchSettings, data: Any, budget: Any, measurement: candidate.Measurement,
                  artifacts: FileSystemArtifactStore, bicubic_psnr: float) -> None:
         self.settings = settings
-        self.track = get_track(settings.track)
+        self.edition = settings.rules
+        self.track = get_track(settings.track, self.edition)
         self.space = get_space(settings.space)
         self.data, self.budget, self.measurement = data, budget, measurement
         self.artifacts = artifacts
         self.bicubic_psnr = bicubic_psnr
         self.baseline = measurement.baseline()
+        self.limits = candidate.edition_limits(self.edition, floor=settings.floor)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         trial.set_user_attr("worker", worker_id())
@@ -95,22 +98,18 @@ class Objective:
         return record
 
     def pretraining_violations(self, record: dict[str, Any]) -> list[str]:
-        violations = []
-        if "params" in self.track.constraints and record["params"] > IMDN_PARAMS:
-            violations.append("params")
-        if "latency" in self.track.constraints and record["latency_ratio"] > 1.0:
-            violations.append("latency")
-        return violations
+        return violated_before_training(self.track.constraints, record, limits=self.limits)
 
     def calibration(self, study: optuna.Study) -> tuple[PsnrFloor, list[list[float]] | None]:
         """The PSNR floor and the early-stop curve, once the calibration references are measured."""
         records = wait_for_references(study, objective=self)
         floor = fit_psnr_floor(
-            points={n: (records[n]["psnr"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
-            mode=self.settings.psnr_floor, floor=self.settings.floor, margin=self.settings.margin)
+            points={n: (records[n]["psnr"], self.edition.published_psnr(n)) for n in self.edition.calibration_references},
+            mode=self.settings.psnr_floor, floor=self.settings.floor, margin=self.settings.margin,
+            baseline=self.edition.baseline)
         if "calibration" not in study.user_attrs:
             study.set_user_attr("calibration", floor.to_dict())
-        meeting = [n for n in CALIBRATION_REFERENCES if floor.predict(records[n]["psnr"]) >= floor.floor]
+        meeting = [n for n in self.edition.calibration_references if floor.predict(records[n]["psnr"]) >= floor.floor]
         weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
         return floor, records[weakest]["psnr_curve"] if weakest else None
 
@@ -138,7 +137,7 @@ class Objective:
 
     # Values and constraints --------------------------------------------------------------------
     def finish(self, trial: optuna.Trial, record: dict[str, Any]) -> list[float]:
-        for name, value in constraint_values(self.track.constraints, record, self.settings.floor).items():
+        for name, value in constraint_values(self.track.constraints, record, limits=self.limits).items():
             trial.set_constraint(name, value)
         return [float(record[metric]) for metric in self.track.metrics]
 
@@ -160,20 +159,7 @@ def _store(trial: optuna.Trial, record: dict[str, Any]) -> None:
         trial.set_user_attr(key, value)
 
 
-def constraint_values(names: tuple[str, ...], record: dict[str, Any], floor: float) -> dict[str, float]:
-    """Optuna constraint values (<= 0 is feasible)."""
-    values = {}
-    for name in names:
-        if name == "params":
-            values[name] = float(record["params"] - IMDN_PARAMS)
-        elif name == "latency":
-            values[name] = float(record["latency_ratio"] - 1.0)
-        elif name == "psnr":
-            values[name] = float(floor - record["psnr_predicted"])
-    return values
-
-
-def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
+def measure_reference(study: optuna.Study, name: str, *, objective: TrialObjective,
                       trial: optuna.Trial | None = None) -> dict[str, Any]:
     """Measure a reference like any candidate (never cut, never stopped) and store it in the study."""
     config = get_reference(name)
@@ -187,7 +173,8 @@ def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
     record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
     # A calibration reference's full-training PSNR is known: its feasibility follows the published figure.
     # Others (SPAN: published on other validation sets) are predicted like any candidate.
-    record["psnr_predicted"] = (PUBLISHED_PSNR[name] if name in PUBLISHED_PSNR
+    edition = objective.edition
+    record["psnr_predicted"] = (edition.published_psnr(name) if name in edition.calibration_references
                                 else objective.calibration(study)[0].predict(result.psnr))
     if trial is not None:
         objective.store_weights(trial, result.state_dict)
@@ -196,11 +183,11 @@ def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
     return record
 
 
-def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[str, dict[str, Any]]:
+def wait_for_references(study: optuna.Study, *, objective: TrialObjective) -> dict[str, dict[str, Any]]:
     """Block until the calibration references are stored; measure here those that nobody is measuring."""
     while True:
         records = reference_records(study)
-        missing = [n for n in CALIBRATION_REFERENCES if n not in records]
+        missing = [n for n in objective.edition.calibration_references if n not in records]
         if not missing:
             return records
         optuna.storages.fail_stale_trials(study)

@@ -18,17 +18,16 @@ import pandas as pd
 
 from search import candidate
 from search.calibration import fit_psnr_floor
-from search.objective import Objective
-from search.study import CALIBRATION_REFERENCES, REFERENCES
+from search.objective import TrialObjective
 from search.tracks import Track
-from spaces import PUBLISHED_PSNR, ArchConfig, get_reference
+from spaces import ArchConfig, get_reference
 
 
-def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame, track: Track,
+def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.DataFrame, track: Track,
                board: pd.DataFrame, progress: Any = print) -> pd.DataFrame:
     """Train the top `reeval_top` Pareto members and the references with `reeval_seeds` more seeds at
     `reeval_budget` x the budget; results are stored in the study as they come, so a rerun resumes."""
-    settings = objective.settings
+    settings, edition = objective.settings, objective.edition
     members = board[(board["number"] >= 0) & board["number"].isin(frame.loc[frame["pareto"], "number"])]
     members = members[members["name"] == "trial"].head(settings.reeval_top)
     if members.empty or settings.reeval_seeds == 0:
@@ -36,7 +35,7 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     budget = dataclasses.replace(objective.budget, iterations=max(1, round(objective.budget.iterations
                                                                            * settings.reeval_budget)))
     seeds = [settings.seed + 1 + i for i in range(settings.reeval_seeds)]
-    entries = [(name, -1, get_reference(name)) for name in REFERENCES]
+    entries = [(name, -1, get_reference(name)) for name in edition.references]
     entries += [("trial", int(row.number), ArchConfig.from_json(frame.loc[frame["number"] == row.number, "config"].iloc[0]))
                 for row in members.itertuples()]
     rows = []
@@ -51,10 +50,12 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
                      "psnr_mean": float(np.mean(psnrs)), "psnr_std": float(np.std(psnrs, ddof=1)) if len(psnrs) > 1 else 0.0,
                      "psnr_min": float(np.min(psnrs)), "psnr_max": float(np.max(psnrs))})
     table = pd.DataFrame(rows)
-    refs = table.set_index("name").loc[list(CALIBRATION_REFERENCES)]
-    floor = fit_psnr_floor(points={n: (refs.loc[n, "psnr_mean"], PUBLISHED_PSNR[n]) for n in CALIBRATION_REFERENCES},
-                           mode=settings.psnr_floor, floor=settings.floor, margin=settings.margin)
-    table["psnr_predicted"] = [PUBLISHED_PSNR[n] if n in PUBLISHED_PSNR else floor.predict(m)
+    calibrating = edition.calibration_references
+    refs = table.set_index("name").loc[list(calibrating)]
+    floor = fit_psnr_floor(points={n: (refs.loc[n, "psnr_mean"], edition.published_psnr(n)) for n in calibrating},
+                           mode=settings.psnr_floor, floor=settings.floor, margin=settings.margin,
+                           baseline=edition.baseline)
+    table["psnr_predicted"] = [edition.published_psnr(n) if n in calibrating else floor.predict(m)
                                for n, m in zip(table["name"], table["psnr_mean"])]
     table["feasible"] = table["psnr_predicted"] >= floor.floor
     best = table.loc[table["name"] == "trial", "psnr_mean"].max()
@@ -65,7 +66,7 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     return table
 
 
-def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: Objective,
+def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: TrialObjective,
              label: str, progress: Any) -> list[float]:
     key = hashlib.sha1(config.key().encode()).hexdigest()[:16]
     psnrs = []
