@@ -120,6 +120,11 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
+    p.add_argument("--kit-runtime", action="store_true",
+                   help="also time as the kits' test_demo.py does: each validation LR image at its own size, "
+                        "no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
+    p.add_argument("--data", help="a DIV2K folder whose validation LR images --kit-runtime times "
+                                  "(default: the embedded photographs)")
     return p
 
 
@@ -129,7 +134,7 @@ def run_profile_command(options: argparse.Namespace) -> int:
     from editions import get_edition
     from evaluators.profile import format_profile_table, profile_models
     from search.published import format_published, published_records
-    from search.runner import resolve_device
+    from evaluators.device import resolve_device
     from spaces import REFERENCES, ArchConfig, build_model, get_reference, inference_form
     edition = get_edition(options.edition)
     models = []
@@ -140,6 +145,8 @@ def run_profile_command(options: argparse.Namespace) -> int:
     records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
                              counter=edition.counter, device=resolve_device(options.device), input_shape=options.input,
                              dtype=options.dtype, channels_last=options.channels_last, **kwargs)
+    if options.kit_runtime:
+        add_kit_runtime(records, models, data=options.data, device=resolve_device(options.device))
     published = published_records(edition, [name for name, _ in models])
     if options.json:
         print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
@@ -147,9 +154,24 @@ def run_profile_command(options: argparse.Namespace) -> int:
         print(f"{edition.name}: baseline {edition.baseline}, FLOPs by {edition.counter.value}, "
               f"judged on {edition.gpu or 'a GPU the facts do not record'}")
         print(format_profile_table(records))
+        if options.kit_runtime:
+            first = records[0]["kit_runtime"]
+            print(f"kit runtime ({first['protocol']}; {first['timer']}, {first['device_name']}, "
+                  f"{len(first['per_image_ms'])} images): "
+                  + ", ".join(f"{r['name']} {r['kit_runtime']['mean_ms']:.2f} ms" for r in records))
         if published:
             print(format_published(edition, published))
     return 0
+
+
+def add_kit_runtime(records: list, models: list, *, data: str | None, device) -> None:
+    """Each record gets `kit_runtime`: the kits' protocol on the validation LR images of `data`."""
+    from data import load_dataset
+    from data.dataset import to_tensor
+    from evaluators.kit_runtime import measure_kit_runtime
+    images = [to_tensor(pair.lr) for pair in load_dataset(data).valid]
+    for record, (_, model) in zip(records, models):
+        record["kit_runtime"] = measure_kit_runtime(model, images, device=device).to_dict()
 
 
 def study_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -207,7 +229,7 @@ def run_export_command(options: argparse.Namespace) -> int:
     from search.runner import export_trials
     from search.tracks import get_track
     study, settings = stored_settings(options)
-    track = get_track(settings.track)
+    track = get_track(settings.track, settings.rules)
     frame = trials_frame(study, track)
     out = Path(options.out) if options.out else settings.run_dir / "export"
     if out.exists() and not out.is_dir():
@@ -219,7 +241,7 @@ def run_export_command(options: argparse.Namespace) -> int:
     else:
         if options.top <= 0:
             raise ValueError(f"--top must be positive, got {options.top}")
-        board = leaderboard(frame, references_frame(study), track)
+        board = leaderboard(frame, references_frame(study), track, edition=settings.rules)
         numbers = [int(n) for n in board.loc[board["name"] == "trial", "number"].head(options.top)]
         if not numbers:
             raise ValueError(f"study {settings.name!r} has no feasible sampled trial to export")

@@ -27,6 +27,7 @@ import train_proxy
 from bench.common import REPO, median_and_spread, write_result
 from data import load_dataset
 from data.patches import patch_batches
+from editions import get_edition
 from search.candidate import Measurement, measure_complexity, measure_speed
 from search.report import trials_frame
 from search.runner import run_search
@@ -56,7 +57,7 @@ def timed_search(settings: SearchSettings) -> tuple[float, float]:
 
 def step_costs(*, device: str, repeats: int) -> dict[str, Any]:
     """Seconds for the complexity and the speed measurement of one candidate (IMDN-sized, and RLFN)."""
-    measurement = Measurement(device=device, latency_input=None)
+    measurement = Measurement.of_edition(get_edition(2022), device=device, latency_input=None)
     baseline = measurement.baseline()
     costs = {}
     for name in ("imdn", "rlfn"):

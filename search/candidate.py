@@ -33,6 +33,13 @@ class Measurement:
     dtype: str = "fp32"
     complexity_input: tuple[int, int, int] = (3, 256, 256)
 
+    @classmethod
+    def of_edition(cls, edition: Edition, *, device: str, latency_input: tuple[int, int, int] | None,
+                   dtype: str = "fp32") -> Measurement:
+        """How `edition` measures: latency ratios to its baseline, FLOPs by its counter."""
+        return cls(device=device, latency_input=latency_input, baseline_name=edition.baseline,
+                   counter=edition.counter, dtype=dtype)
+
     def baseline(self) -> nn.Module:
         return inference_form(build_model(get_reference(self.baseline_name)))
 

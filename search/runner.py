@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import train_proxy
 from data import load_dataset
+from evaluators.device import resolve_device
 from search import candidate
 from search.calibration import PsnrFloor
 from search.export import export_architecture
@@ -49,14 +50,6 @@ class RunSummary:
     files: list[Path]
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    return device
-
-
 def budget_of(settings: SearchSettings) -> train_proxy.Budget:
     return train_proxy.get_budget(settings.budget, iterations=settings.iterations, batch_size=settings.batch_size,
                                   lr_patch=settings.patch, lr=settings.lr)
@@ -67,8 +60,8 @@ def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any =
     if "bicubic_psnr" not in study.user_attrs:
         study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
     edition = settings.rules
-    measurement = candidate.Measurement(device=settings.device, latency_input=settings.latency_input,
-                                        dtype=settings.dtype, baseline_name=edition.baseline, counter=edition.counter)
+    measurement = candidate.Measurement.of_edition(edition, device=settings.device,
+                                                   latency_input=settings.latency_input, dtype=settings.dtype)
     return TrialObjective(settings=settings, data=data, budget=budget_of(settings), measurement=measurement,
                      artifacts=artifact_store(settings), bicubic_psnr=study.user_attrs["bicubic_psnr"])
 
@@ -81,7 +74,7 @@ def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
 
 def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
-    settings = settings.replace(device=resolve_device(settings.device))
+    settings = settings.replace(device=str(resolve_device(settings.device)))
     budget = budget_of(settings)
     check_output_folder(settings.run_dir)
     data = load_dataset(settings.data)  # bad data is refused before a study is created for it

@@ -2,12 +2,13 @@ import pytest
 from torch import nn
 
 from evaluators.complexity import count_params, profile_complexity
+from evaluators.counter import Counter
 from evaluators.profile import format_profile_table, profile_models
 
 KEYS = {"name", "params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb",
         "memory_method", "settings"}
 SETTINGS = {"device", "dtype", "latency_input_shape", "complexity_input_shape", "repeats", "warmup", "rounds",
-            "threads", "channels_last", "cudnn_benchmark", "timer"}
+            "threads", "channels_last", "cudnn_benchmark", "timer", "flops_counter"}
 
 
 def net(channels: int) -> nn.Module:
@@ -19,7 +20,7 @@ def net(channels: int) -> nn.Module:
 def records():
     reference = net(8)
     models = [("small", net(4)), ("reference", reference)]
-    return profile_models(models, reference=reference, input_shape=(3, 8, 12), complexity_shape=(3, 16, 16),
+    return profile_models(models, reference=reference, counter=Counter.NTIRE2022, input_shape=(3, 8, 12), complexity_shape=(3, 16, 16),
                           repeats=4, warmup=1, rounds=2, threads=1)
 
 
@@ -52,7 +53,7 @@ def test_latency_and_memory_use_the_latency_input(records):
 def test_table_lists_every_model_and_ends_with_the_settings(records):
     table = format_profile_table(records).splitlines()
     header, rule, *rows, settings = table
-    for column in ("params", "FLOPs [G]", "acts [M]", "#conv", "latency median [ms]", "ratio to IMDN", "memory [MB]"):
+    for column in ("params", "FLOPs [G]", "acts [M]", "#conv", "latency median [ms]", "ratio to baseline", "memory [MB]"):
         assert column in header
     assert len({len(line) for line in (header, rule, *rows)}) == 1
     assert [row.split()[0] for row in rows] == ["small", "reference"]
