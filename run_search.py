@@ -55,10 +55,14 @@ def shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
+
+
 def search_parser() -> argparse.ArgumentParser:
     from search.settings import SAMPLERS, SearchSettings
     d = SearchSettings()
     p = argparse.ArgumentParser(prog="run_search.py", description="Search x4 SR architectures for an NTIRE track.")
+    p.add_argument("--edition", default=d.edition, help=EDITION_HELP)
     p.add_argument("--track", default=d.track, help="runtime (main) | complexity | overall")
     p.add_argument("--space", default=d.space, help="imdn | mixed")
     p.add_argument("--sampler", default=d.sampler, help=" | ".join(SAMPLERS))
@@ -74,7 +78,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
     p.add_argument("--dtype", default=d.dtype, help="fp32 (the challenge) | fp16 | bf16 for latency")
-    p.add_argument("--floor", type=float, default=d.floor, help="PSNR floor [dB] on the challenge's published scale")
+    p.add_argument("--floor", type=float,
+                   help="PSNR floor [dB] on the challenge's published scale (default: the edition's validation floor)")
     p.add_argument("--predictor", default=d.predictor,
                    help="features of the PSNR predictor: curve+size (default) | curve | proxy+size | proxy | size")
     p.add_argument("--calibrate-with", metavar="KIT_DIR",
@@ -106,16 +111,24 @@ def run_search_command(options: argparse.Namespace) -> int:
 
 
 def profile_parser() -> argparse.ArgumentParser:
+    from editions import DEFAULT_EDITION
     p = argparse.ArgumentParser(prog="run_search.py profile",
                                 description="Params, FLOPs, activations, #conv, latency and memory of models.")
-    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, imdn_paper, span) or config JSON files")
+    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, rlfn_prune, imdn_paper, span) "
+                                             "or config JSON files")
+    p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP + "; sets the baseline of the "
+                   "latency ratios, the FLOPs counter and the published figures shown")
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
-    p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set)")
+    p.add_argument("--kit-runtime", action="store_true",
+                   help="also time as the kits' test_demo.py does: each validation LR image at its own size, "
+                        "no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
+    p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set), "
+                                  "and the images --kit-runtime times (default: the embedded photographs)")
     p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
     return p
 
@@ -123,9 +136,12 @@ def profile_parser() -> argparse.ArgumentParser:
 def run_profile_command(options: argparse.Namespace) -> int:
     import json
 
+    from editions import get_edition
     from evaluators.profile import format_profile_table, profile_models
-    from search.runner import resolve_device
+    from search.published import format_published, published_records
+    from evaluators.device import resolve_device
     from spaces import REFERENCES, ArchConfig, build_model, get_reference, inference_form
+    edition = get_edition(options.edition)
     models = []
     for item in options.models:
         config = get_reference(item) if item in REFERENCES or not item.endswith(".json") else ArchConfig.load(item)
@@ -137,11 +153,36 @@ def run_profile_command(options: argparse.Namespace) -> int:
             raise ValueError(f"--valid-limit must be positive, got {options.valid_limit}")
         valid = load_dataset(options.data, valid_limit=options.valid_limit).valid
         kwargs["memory_images"] = [to_tensor(pair.lr) for pair in valid]
-    records = profile_models(models, reference=inference_form(build_model(get_reference("imdn"))),
-                             device=resolve_device(options.device), input_shape=options.input, dtype=options.dtype,
-                             channels_last=options.channels_last, **kwargs)
-    print(json.dumps(records, indent=2) if options.json else format_profile_table(records))
+    records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
+                             counter=edition.counter, device=resolve_device(options.device), input_shape=options.input,
+                             dtype=options.dtype, channels_last=options.channels_last, **kwargs)
+    if options.kit_runtime:
+        add_kit_runtime(records, models, data=options.data, device=resolve_device(options.device))
+    published = published_records(edition, [name for name, _ in models])
+    if options.json:
+        print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
+    else:
+        print(f"{edition.name}: baseline {edition.baseline}, FLOPs by {edition.counter.value}, "
+              f"judged on {edition.gpu or 'a GPU the facts do not record'}")
+        print(format_profile_table(records))
+        if options.kit_runtime:
+            first = records[0]["kit_runtime"]
+            print(f"kit runtime ({first['protocol']}; {first['timer']}, {first['device_name']}, "
+                  f"{len(first['per_image_ms'])} images): "
+                  + ", ".join(f"{r['name']} {r['kit_runtime']['mean_ms']:.2f} ms" for r in records))
+        if published:
+            print(format_published(edition, published))
     return 0
+
+
+def add_kit_runtime(records: list, models: list, *, data: str | None, device) -> None:
+    """Each record gets `kit_runtime`: the kits' protocol on the validation LR images of `data`."""
+    from data import load_dataset
+    from data.dataset import to_tensor
+    from evaluators.kit_runtime import measure_kit_runtime
+    images = [to_tensor(pair.lr) for pair in load_dataset(data).valid]
+    for record, (_, model) in zip(records, models):
+        record["kit_runtime"] = measure_kit_runtime(model, images, device=device).to_dict()
 
 
 def study_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -199,7 +240,7 @@ def run_export_command(options: argparse.Namespace) -> int:
     from search.runner import export_trials
     from search.tracks import get_track
     study, settings = stored_settings(options)
-    track = get_track(settings.track)
+    track = get_track(settings.track, settings.rules)
     frame = trials_frame(study, track)
     out = Path(options.out) if options.out else settings.run_dir / "export"
     if out.exists() and not out.is_dir():
@@ -211,7 +252,7 @@ def run_export_command(options: argparse.Namespace) -> int:
     else:
         if options.top <= 0:
             raise ValueError(f"--top must be positive, got {options.top}")
-        board = leaderboard(frame, references_frame(study), track)
+        board = leaderboard(frame, references_frame(study), track, edition=settings.rules)
         numbers = [int(n) for n in board.loc[board["name"] == "trial", "number"].head(options.top)]
         if not numbers:
             raise ValueError(f"study {settings.name!r} has no feasible sampled trial to export")

@@ -24,6 +24,7 @@ import optuna
 
 from bench.common import median_and_spread, write_result
 from bench.search_efficiency import RUNS
+from editions import get_edition
 from search.candidate import Measurement, measure_speed
 from search.report import leaderboard, references_frame, trials_frame
 from search.tracks import get_track
@@ -44,7 +45,7 @@ def winners(*, runs: list[Path], samplers: list[str]) -> list[dict[str, Any]]:
             study = optuna.load_study(study_name=sampler, storage=storage)
             frame = trials_frame(study, track)
             references = references_frame(study)
-            board = leaderboard(frame, references, track)
+            board = leaderboard(frame, references, track, edition=get_edition(2022))
             sampled = board[board["name"] == "trial"]
             if sampled.empty:
                 continue
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no study with a feasible winner under {', '.join(map(str, args.runs))}: "
                          f"run `python3 -m bench.search_efficiency` first")
 
-    measurement = Measurement(device=args.device, latency_input=None, dtype=args.dtype)
+    measurement = Measurement.of_edition(get_edition(2022), device=args.device, latency_input=None, dtype=args.dtype)
     baseline = measurement.baseline()
     models = {name: get_reference(name) for name in WINNERS}
     models.update({entry["study"]: ArchConfig.from_dict(entry["config"]) for entry in found})

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.common import median_and_spread, rank_agreement, write_result
 from bench.proxy_fidelity import REFERENCES, sample_architectures
+from editions import get_edition
 from evaluators.complexity import count_params
 from evaluators.latency import measure_latency
 from search.candidate import Measurement, measure_speed
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--name", default="latency_quality")
     args = parser.parse_args(argv)
-    measurement = Measurement(device=args.device, latency_input=None, dtype=args.dtype)
+    measurement = Measurement.of_edition(get_edition(2022), device=args.device, latency_input=None, dtype=args.dtype)
     baseline = measurement.baseline()
 
     imdn = [measure_latency(baseline, device=args.device, dtype=args.dtype) for _ in range(args.repeats)]

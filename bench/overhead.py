@@ -27,6 +27,7 @@ import train_proxy
 from bench.common import REPO, median_and_spread, write_result
 from data import load_dataset
 from data.patches import patch_batches
+from editions import get_edition
 from search.candidate import Measurement, measure_complexity, measure_speed
 from search.report import trials_frame
 from search.runner import run_search
@@ -56,7 +57,7 @@ def timed_search(settings: SearchSettings) -> tuple[float, float]:
 
 def step_costs(*, device: str, repeats: int) -> dict[str, Any]:
     """Seconds for the complexity and the speed measurement of one candidate (IMDN-sized, and RLFN)."""
-    measurement = Measurement(device=device, latency_input=None)
+    measurement = Measurement.of_edition(get_edition(2022), device=device, latency_input=None)
     baseline = measurement.baseline()
     costs = {}
     for name in ("imdn", "rlfn"):
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = finished[finished["trained"] == True]  # noqa: E712 (an object column)
     cut = finished[finished["trained"] != True]  # noqa: E712
     trials = study.get_trials(deepcopy=False)  # once: `study.trials` copies every trial on each access
-    train_s = np.array([trials[n].user_attrs["train_seconds"] for n in trained["number"]])
+    train_s = np.array([trials[n].user_attrs["train_wall_seconds"] for n in trained["number"]])
     wall_s = trained["duration_s"].to_numpy(dtype=float)
     outside = wall_s - train_s
     candidates = finished[finished["reference"] == ""]

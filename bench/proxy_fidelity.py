@@ -22,7 +22,6 @@ import train_proxy
 from bench.common import load_result, rank_agreement, write_result
 from data import load_dataset
 from evaluators.complexity import count_params
-from search.tracks import IMDN_PARAMS
 from spaces import ArchConfig, build_model, get_reference, get_space, inference_form
 
 REFERENCES = ("imdn", "rfdn", "rlfn", "span")
@@ -30,11 +29,12 @@ REFERENCES = ("imdn", "rfdn", "rlfn", "span")
 
 def sample_architectures(*, count: int, space: str, seed: int, pool: int = 300,
                          rep_conv: bool | None = None) -> list[tuple[str, ArchConfig]]:
-    """`count` configs of `space` within IMDN's parameter budget, evenly spaced in their parameter ranking;
+    """`count` configs of `space` within IMDN's (the 2022 baseline's) parameter budget, evenly spaced in their parameter ranking;
     `rep_conv` True or False keeps only configs with or without re-parameterisable convs."""
     sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     search_space = get_space(space)
     by_key: dict[str, tuple[int, ArchConfig]] = {}
+    budget = count_params(inference_form(build_model(get_reference("imdn"))))
     for _ in range(pool):
         try:
             config = search_space.suggest(sampler_study.ask())
@@ -43,7 +43,7 @@ def sample_architectures(*, count: int, space: str, seed: int, pool: int = 300,
         if rep_conv is not None and config.rep_conv != rep_conv:
             continue
         params = count_params(inference_form(build_model(config)))
-        if params <= IMDN_PARAMS:
+        if params <= budget:
             by_key.setdefault(config.key(), (params, config))
     ranked = sorted(by_key.values(), key=lambda item: item[0])
     picks = np.unique(np.round(np.linspace(0, len(ranked) - 1, count)).astype(int))

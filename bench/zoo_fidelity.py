@@ -30,12 +30,12 @@ from torch import nn
 import train_proxy
 from bench.common import RESULTS, write_result
 from data import SRDataset, load_dataset
+from editions import get_edition
 from search import fidelity, known_quality
 from search.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, fit_predictor
 from search.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ModelFileError, build_model, get_reference, read_kit
 from spaces.official_weights import OFFICIAL, load_official
-from spaces.zoo import PUBLISHED_PSNR
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def measure_kit(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, s
     for entry in read_kit(kit_dir):
         if entry.edition not in editions:
             continue
-        row: dict[str, Any] = {"entry": entry.name, "team": entry.team, "published": entry.published.get("val_psnr"),
-                               "data_range": entry.model.data_range}
+        row: dict[str, Any] = {"entry": entry.name, "edition": entry.edition, "team": entry.team,
+                               "published": entry.published.get("val_psnr"), "data_range": entry.model.data_range}
         try:
             model = entry.model.build()
             row.update(measure_architecture(entry.model, data=data, budget=budget, seed=seed, cache=cache,
@@ -74,7 +74,7 @@ def measure_zoo(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, s
     rows = []
     for name in ZOO:
         config = get_reference(name)
-        row: dict[str, Any] = {"entry": name, "team": f"zoo {name}", "published": PUBLISHED_PSNR.get(name),
+        row: dict[str, Any] = {"entry": name, "team": f"zoo {name}", "published": get_edition(2022).published_psnr(name),
                                "data_range": config.input_scale}
         try:
             row.update(measure_architecture(config, data=data, budget=budget, seed=seed, cache=cache, train=train))
@@ -154,8 +154,8 @@ def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[Cal
                "setting": known_quality.setting_key(data=data, budget=budget, seed=seed, device="cpu"),
                "valid": data.to_dict()["valid_names"],
                "references": {r["entry"]: r["official_psnr"] for r in zoo if "skipped" not in r},
-               "points": [{"name": p.name, "curve": [list(c) for c in p.run.curve], "params": p.run.params,
-                           "target": p.target, "published": p.published} for p in points]}
+               "points": [{"name": p.name, "edition": p.edition, "curve": [list(c) for c in p.run.curve],
+                           "params": p.run.params, "target": p.target, "published": p.published} for p in points]}
     path.write_text(json.dumps(payload, indent=1) + "\n")
 
 

@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
+from evaluators.complexity import COMPLEXITY_INPUT_SHAPE
+from evaluators.counter import Counter, count_complexity
 from evaluators.latency import device_lock, measure_relative_latency
 from evaluators.memory import measure_memory, measure_memory_over
 
 
-def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, device: str | torch.device = "cpu",
+def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, counter: Counter,
+                   device: str | torch.device = "cpu",
                    input_shape: tuple[int, ...] | None = None,
                    complexity_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE, dtype: str = "fp32",
                    channels_last: bool = False, repeats: int | None = None, warmup: int | None = None,
@@ -22,14 +24,15 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
     """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
 
     Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input;
-    latency is timed interleaved with `reference` (the IMDN baseline) and memory is measured at the
-    latency input (`measure_latency`'s per-device default when None), both under the exclusive device
-    lock, as a search measures. With `memory_images` (e.g. the validation LR images) the record also holds
-    the challenge's figure, the maximum over them (`memory_images_mb`). Each record carries its `settings`.
+    FLOPs are counted by `counter` (the edition's); latency is timed interleaved with `reference` (the edition's
+    baseline) and memory is measured at the latency input (`measure_latency`'s per-device default when None),
+    both under the exclusive device lock, as a search measures. With `memory_images` (e.g. the validation LR
+    images) the record also holds the challenge's figure, the maximum over them (`memory_images_mb`). Each record
+    carries its `settings`.
     """
     records = []
     for name, model in models:
-        complexity = profile_complexity(model, input_shape=complexity_shape)
+        complexity = count_complexity(model, counter=counter, input_shape=complexity_shape)
         with device_lock(device):
             latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape,
                                                dtype=dtype, channels_last=channels_last, warmup=warmup,
@@ -63,6 +66,7 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
                 "cudnn_benchmark": timed.cudnn_benchmark,
                 "tf32": timed.tf32,
                 "timer": timed.timer,
+                "flops_counter": counter.value,
             },
         })
     return records
@@ -75,7 +79,7 @@ _COLUMNS = (  # (header, record key, format)
     ("acts [M]", "activations_m", "{:.2f}"),
     ("#conv", "convs", "{}"),
     ("latency median [ms]", "latency_ms", "{:.2f}"),
-    ("ratio to IMDN", "latency_ratio", "{:.3f}"),
+    ("ratio to baseline", "latency_ratio", "{:.3f}"),
     ("memory [MB]", "memory_mb", "{:.1f}"),
     ("memory max over images [MB]", "memory_images_mb", "{:.1f}"),
 )
@@ -99,8 +103,8 @@ def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
         f"(median of {s['repeats']} calls after {s['warmup']} warm-up, {s['rounds']} interleaved rounds, "
         f"{s['timer']}), {s['threads']} threads, channels_last={s['channels_last']}, "
         f"cudnn.benchmark={s['cudnn_benchmark']}, tf32={s['tf32']}; complexity at "
-        f"1x{'x'.join(map(str, s['complexity_input_shape']))}; memory: {', '.join(memory_methods)} at the latency "
-        f"input" + (f", and the maximum over {records[0]['memory_images']} images" if "memory_images" in records[0]
-                    else "")
+        f"1x{'x'.join(map(str, s['complexity_input_shape']))} (FLOPs: {s['flops_counter']}); memory: "
+        f"{', '.join(memory_methods)} at the latency input"
+        + (f", and the maximum over {records[0]['memory_images']} images" if "memory_images" in records[0] else "")
     )
     return "\n".join(lines)

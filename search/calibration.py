@@ -92,6 +92,7 @@ class CalibrationPoint:
     target: float
     published: float | None = None
     source: str = "reference"
+    edition: int | None = None  # the edition whose validation set `published` is on
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Measure one architecture: complexity (cheap), speed on the target device, then proxy training.
 
 Complexity, latency and memory are measured on the inference form (re-parameterised convs fused).
-Latency is measured interleaved with the IMDN baseline, so the ratio survives a noisy machine. A
-candidate too big for the device's memory at the latency input is an outcome (`SpeedOutOfMemory`), not
-a failure: the objective records it as infeasible, with the reason.
+Latency is measured interleaved with the edition's baseline, so the ratio survives a noisy machine;
+FLOPs are counted with the edition's counter. A candidate too big for the device's memory at the latency
+input is an outcome (`SpeedOutOfMemory`), not a failure: the objective records it as infeasible, with the reason.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 import train_proxy
-from evaluators.complexity import profile_complexity
+from editions import Edition
+from evaluators.counter import Counter, count_complexity
 from evaluators.cuda import is_out_of_memory, release_memory
 from evaluators.latency import device_lock, measure_latency, measure_relative_latency
 from evaluators.memory import measure_memory
+from search.constraints import Limits
 from spaces import ArchConfig, build_model, get_reference, inference_form
 
 
@@ -28,17 +30,34 @@ class Measurement:
 
     device: str
     latency_input: tuple[int, int, int] | None
+    baseline_name: str  # the edition's baseline: latency ratios are to it
+    counter: Counter  # the edition's FLOPs counter
     dtype: str = "fp32"
     complexity_input: tuple[int, int, int] = (3, 256, 256)
 
+    @classmethod
+    def of_edition(cls, edition: Edition, *, device: str, latency_input: tuple[int, int, int] | None,
+                   dtype: str = "fp32") -> Measurement:
+        """How `edition` measures: latency ratios to its baseline, FLOPs by its counter."""
+        return cls(device=device, latency_input=latency_input, baseline_name=edition.baseline,
+                   counter=edition.counter, dtype=dtype)
+
     def baseline(self) -> nn.Module:
-        return inference_form(build_model(get_reference("imdn")))
+        return inference_form(build_model(get_reference(self.baseline_name)))
 
 
 def measure_complexity(config: ArchConfig, *, measurement: Measurement) -> dict[str, Any]:
-    report = profile_complexity(inference_form(build_model(config)), input_shape=measurement.complexity_input)
+    report = count_complexity(inference_form(build_model(config)), counter=measurement.counter,
+                              input_shape=measurement.complexity_input)
     return {"params": report.params, "flops_g": report.flops_g, "activations_m": report.activations_m,
             "convs": report.convs}
+
+
+def edition_limits(edition: Edition, *, floor: float) -> Limits:
+    """The constraints' limits: the edition's baseline's params and FLOPs (its counter), and `floor`."""
+    model = inference_form(build_model(get_reference(edition.baseline)))
+    report = count_complexity(model, counter=edition.counter)
+    return Limits(params=report.params, flops_g=report.flops_g, floor=floor)
 
 
 class SpeedOutOfMemory(RuntimeError):
@@ -65,7 +84,7 @@ def _measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn
     model = inference_form(build_model(config))
     common = dict(device=measurement.device, input_shape=measurement.latency_input, dtype=measurement.dtype)
     with device_lock(measurement.device):
-        if config == get_reference("imdn"):
+        if config == get_reference(measurement.baseline_name):
             # The baseline against itself is 1 by definition; its own time is still measured.
             latency = measure_latency(model, **common)
             ratio, baseline_ms = 1.0, latency.median_ms
@@ -91,4 +110,5 @@ def training_record(result: train_proxy.ProxyResult) -> dict[str, Any]:
     """The parts of a proxy-training result a study stores (the weights go to an artifact)."""
     return {"psnr": result.psnr, "psnr_curve": [list(point) for point in result.checkpoints],
             "train_status": result.status, "train_reason": result.reason, "iterations": result.iterations,
-            "train_seconds": result.wall_seconds, "images_per_s": result.images_per_s}
+            "train_seconds": result.train_seconds, "train_wall_seconds": result.wall_seconds,
+            "images_per_s": result.images_per_s}

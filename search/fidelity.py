@@ -23,7 +23,7 @@ UNDER_FLOOR_MARGIN = 0.10  # dB: "published under the floor" means under floor -
 def calibration_points(rows: Sequence[dict[str, Any]], *, bicubic_psnr: float) -> list[CalibrationPoint]:
     """The measured rows usable as calibration points: trained, with official weights that beat bicubic."""
     return [CalibrationPoint(name=row["entry"], run=ProxyRun.from_record(row), target=row["official_psnr"],
-                             published=row.get("published"), source="kit")
+                             published=row.get("published"), source="kit", edition=row.get("edition"))
             for row in rows if usable(row, bicubic_psnr=bicubic_psnr)]
 
 

@@ -11,6 +11,7 @@ Three sources, in a study:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import train_proxy
 from data import SRDataset
+from editions import Edition, ValidationSet, get_edition
 from search.calibration import CalibrationPoint, ProxyRun
 from search.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ModelFileError, read_kit
@@ -56,7 +58,8 @@ def shipped_points(*, key: dict[str, Any]) -> list[CalibrationPoint]:
     if not figures or figures.get("setting") != key:
         return []
     return [CalibrationPoint(name=p["name"], run=ProxyRun(tuple(map(tuple, p["curve"])), p["params"]),
-                             target=p["target"], published=p.get("published"), source="shipped kit")
+                             target=p["target"], published=p.get("published"), source="shipped kit",
+                             edition=p.get("edition"))
             for p in figures["points"]]
 
 
@@ -78,8 +81,23 @@ def kit_points(kit_dir: str | Path, *, data: SRDataset, budget: train_proxy.Budg
             say(f"  calibration: {entry.name} left out: its weights score {row['official_psnr']:.2f} dB, under bicubic")
             continue
         points.append(CalibrationPoint(name=entry.name, run=ProxyRun.from_record(row), target=row["official_psnr"],
-                                       published=entry.published.get("val_psnr"), source=f"kit {kit_dir}"))
+                                       published=entry.published.get("val_psnr"), source=f"kit {kit_dir}",
+                                       edition=entry.edition))
     return points
+
+
+def on_scale_of(points: list[CalibrationPoint], edition: Edition) -> list[CalibrationPoint]:
+    """The points with their published figure kept only where it was published on `edition`'s validation set
+    (a 2022 entry's DIV2K figure says nothing of the DIV2K_LSDIR scale); the proxy-to-target part always holds."""
+    return [point if _validation_of(point.edition) == edition.validation else dataclasses.replace(point, published=None)
+            for point in points]
+
+
+def _validation_of(year: int | None) -> ValidationSet | None:
+    try:
+        return get_edition(year).validation if year is not None else None
+    except ValueError:
+        return None
 
 
 def reference_points(records: dict[str, dict[str, Any]], targets: dict[str, float], published: dict[str, float],

@@ -28,26 +28,29 @@ from search import known_quality
 from search.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
 from search.measurement_cache import MeasurementCache
 from search.settings import SearchSettings
-from search.study import CALIBRATION_REFERENCES, reap_dead_workers, reference_records, worker_id
-from search.tracks import IMDN_PARAMS, get_track
-from spaces import PUBLISHED_PSNR, ArchConfig, get_reference, get_space
+from search.constraints import constraint_values, violated_before_training
+from search.study import reap_dead_workers, reference_records, worker_id
+from search.tracks import get_track
+from spaces import ArchConfig, get_reference, get_space
 
 POLL_S = 5.0
 NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
 
 
-class Objective:
-    """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model)."""
+class TrialObjective:
+    """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model, limits)."""
 
     def __init__(self, *, settings: SearchSettings, data: Any, budget: Any, measurement: candidate.Measurement,
                  artifacts: FileSystemArtifactStore, bicubic_psnr: float) -> None:
         self.settings = settings
-        self.track = get_track(settings.track)
+        self.edition = settings.rules
+        self.track = get_track(settings.track, self.edition)
         self.space = get_space(settings.space)
         self.data, self.budget, self.measurement = data, budget, measurement
         self.artifacts = artifacts
         self.bicubic_psnr = bicubic_psnr
         self.baseline = measurement.baseline()
+        self.limits = candidate.edition_limits(self.edition, floor=settings.floor)
         self.known_points = known_points(settings, data=data, budget=budget, bicubic_psnr=bicubic_psnr)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
@@ -106,12 +109,7 @@ class Objective:
     def pretraining_violations(self, record: dict[str, Any]) -> list[str]:
         if "out_of_memory" in record:
             return ["out of memory"]
-        violations = []
-        if "params" in self.track.constraints and record["params"] > IMDN_PARAMS:
-            violations.append("params")
-        if "latency" in self.track.constraints and record["latency_ratio"] > 1.0:
-            violations.append("latency")
-        return violations
+        return violated_before_training(self.track.constraints, record, limits=self.limits)
 
     def calibration(self, study: optuna.Study) -> tuple[PsnrPredictor, list[list[float]] | None]:
         """The PSNR predictor and the early-stop curve, once the calibration references are measured."""
@@ -119,16 +117,18 @@ class Objective:
         predictor = self.fit(records)
         if "calibration" not in study.user_attrs:
             study.set_user_attr("calibration", predictor.to_dict())
-        meeting = [n for n in CALIBRATION_REFERENCES if PUBLISHED_PSNR[n] >= self.settings.floor]
+        meeting = [n for n in self.edition.calibration_references
+                   if self.edition.published_psnr(n) >= self.settings.floor]
         weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
         return predictor, records[weakest]["psnr_curve"] if weakest else None
 
     def fit(self, records: dict[str, dict[str, Any]], *, known: bool = True) -> PsnrPredictor:
         """The predictor on the references measured in this study (their proxy runs as `records` hold them)
         and, with `known`, the known points of this setting."""
-        targets, source = known_quality.reference_targets(data=self.data, published=PUBLISHED_PSNR)
-        calibrating = {n: records[n] for n in CALIBRATION_REFERENCES if n in records}
-        points = known_quality.reference_points(calibrating, targets, PUBLISHED_PSNR, source=source)
+        published = {n: self.edition.published_psnr(n) for n in self.edition.calibration_references}
+        targets, source = known_quality.reference_targets(data=self.data, published=published)
+        calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
+        points = known_quality.reference_points(calibrating, targets, published, source=source)
         points += self.known_points if known else []
         return fit_predictor(points, floor=self.settings.floor, features=self.settings.predictor)
 
@@ -156,7 +156,7 @@ class Objective:
 
     # Values and constraints --------------------------------------------------------------------
     def finish(self, trial: optuna.Trial, record: dict[str, Any]) -> list[float]:
-        for name, value in constraint_values(self.track.constraints, record, self.settings.floor).items():
+        for name, value in constraint_values(self.track.constraints, record, limits=self.limits).items():
             trial.set_constraint(name, value)
         return [float(record[metric]) for metric in self.track.metrics]
 
@@ -178,22 +178,7 @@ def _store(trial: optuna.Trial, record: dict[str, Any]) -> None:
         trial.set_user_attr(key, value)
 
 
-def constraint_values(names: tuple[str, ...], record: dict[str, Any], floor: float) -> dict[str, float]:
-    """Optuna constraint values (<= 0 is feasible); a candidate that ran out of memory meets none."""
-    if "out_of_memory" in record:
-        return {name: math.inf for name in names}
-    values = {}
-    for name in names:
-        if name == "params":
-            values[name] = float(record["params"] - IMDN_PARAMS)
-        elif name == "latency":
-            values[name] = float(record["latency_ratio"] - 1.0)
-        elif name == "psnr":
-            values[name] = float(floor - record["psnr_high"])  # <= 0 unless the whole interval is under
-    return values
-
-
-def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
+def measure_reference(study: optuna.Study, name: str, *, objective: TrialObjective,
                       trial: optuna.Trial | None = None) -> dict[str, Any]:
     """Measure a reference like any candidate (never cut, never stopped) and store it in the study."""
     config = get_reference(name)
@@ -213,12 +198,12 @@ def measure_reference(study: optuna.Study, name: str, *, objective: Objective,
     return record
 
 
-def reference_verdict(name: str, record: dict[str, Any], *, objective: Objective,
+def reference_verdict(name: str, record: dict[str, Any], *, objective: TrialObjective,
                       study: optuna.Study) -> dict[str, Any]:
     """A reference published on the floor's scale is judged by its published figure; another (SPAN) is predicted
     like any candidate."""
-    if name in PUBLISHED_PSNR:
-        published = PUBLISHED_PSNR[name]
+    if name in objective.edition.calibration_references:
+        published = objective.edition.published_psnr(name)
         verdict = Verdict.FEASIBLE if published >= objective.settings.floor else Verdict.INFEASIBLE
         return {"psnr_predicted": published, "psnr_low": published, "psnr_high": published,
                 "verdict": verdict.value, "psnr_source": "proxy training; verdict from the published PSNR"}
@@ -233,14 +218,14 @@ def known_points(settings: SearchSettings, *, data: Any, budget: Any, bicubic_ps
         points += known_quality.kit_points(settings.calibrate_with, data=data, budget=budget, seed=settings.seed,
                                            device=settings.device, bicubic_psnr=bicubic_psnr,
                                            cache=MeasurementCache.default())
-    return points
+    return known_quality.on_scale_of(points, settings.rules)
 
 
-def wait_for_references(study: optuna.Study, *, objective: Objective) -> dict[str, dict[str, Any]]:
+def wait_for_references(study: optuna.Study, *, objective: TrialObjective) -> dict[str, dict[str, Any]]:
     """Block until the calibration references are stored; measure here those that nobody is measuring."""
     while True:
         records = reference_records(study)
-        missing = [n for n in CALIBRATION_REFERENCES if n not in records]
+        missing = [n for n in objective.edition.calibration_references if n not in records]
         if not missing:
             return records
         optuna.storages.fail_stale_trials(study)

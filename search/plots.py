@@ -19,8 +19,9 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from search.calibration import PsnrPredictor
-from search.tracks import IMDN_PARAMS, TRACKS, Track
+from editions import Constraint
+from search.constraints import Limits
+from search.tracks import TRACKS, Track
 
 # The x axes of the Pareto panels (y is always the proxy PSNR).
 PANELS: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,7 @@ LABELS: dict[str, str] = {
 _HOVER_METRICS = (
     ("psnr", "proxy PSNR", "{:.3f} dB"),
     ("psnr_predicted", "predicted PSNR", "{:.2f} dB"),
-    ("latency_ratio", "latency / IMDN", "{:.3f}"),
+    ("latency_ratio", "latency / baseline", "{:.3f}"),
     ("latency_ms", "latency", "{:.2f} ms"),
     ("params", "params", "{:,.0f}"),
     ("flops_g", "FLOPs", "{:.2f} G"),
@@ -67,14 +68,15 @@ _REFERENCE_SYMBOLS = ("star", "diamond", "triangle-up", "square", "pentagon", "h
 _GUIDE = dict(color="#555555", width=1, dash="dash")
 
 
-def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, predictor: PsnrPredictor, out_dir: Path,
-                title: str) -> list[Path]:
+def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, limits: Limits,
+                baseline: str, out_dir: Path, title: str) -> list[Path]:
     """Write pareto_, history_ and parallel_<track>.html (plus a shared plotly.min.js); return the HTML paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
-        "pareto": pareto_figure(trials=trials, references=references, track=track, predictor=predictor, title=title),
-        "history": history_figure(trials=trials, track=track, predictor=predictor, title=title),
+        "pareto": pareto_figure(trials=trials, references=references, track=track, limits=limits,
+                                baseline=baseline, title=title),
+        "history": history_figure(trials=trials, track=track, title=title),
         "parallel": parallel_figure(trials=trials, track=track, title=title),
     }
     # plotly keeps an existing plotly.min.js; an older one (from an older plotly) may not draw these figures.
@@ -87,8 +89,7 @@ def write_plots(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track,
     return paths
 
 
-def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, predictor: PsnrPredictor,
-                  title: str) -> go.Figure:
+def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Track, limits: Limits, baseline: str, title: str) -> go.Figure:
     """One panel per objective of `PANELS[track]` against proxy PSNR, with the track's constraint lines.
 
     In a panel that projects more than two objectives, the step line joins the front's points that stay
@@ -111,7 +112,7 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
             if pd.notna(ref[metric]) and pd.notna(ref["psnr"]):
                 figure.add_trace(_reference_marker(ref, metric, symbol=_REFERENCE_SYMBOLS[i % len(_REFERENCE_SYMBOLS)],
                                                    showlegend=legend), row=1, col=col)
-        _add_guides(figure, metric, col=col, predictor=predictor)
+        _add_guides(figure, metric, col=col, guides=_guides(track, limits, baseline))
         figure.update_xaxes(title_text=LABELS.get(metric, metric), type=_axis_type(frame, refs, metric),
                             row=1, col=col)
     figure.update_yaxes(title_text=LABELS["psnr"], row=1, col=1)
@@ -123,7 +124,7 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
     return figure
 
 
-def history_figure(*, trials: pd.DataFrame, track: Track, predictor: PsnrPredictor, title: str) -> go.Figure:
+def history_figure(*, trials: pd.DataFrame, track: Track, title: str) -> go.Figure:
     """Proxy PSNR per trial and, on the second axis, the best feasible value so far of the track's ranking metric."""
     frame = _complete(trials).sort_values("number")
     primary = track.ranked_by[0]
@@ -211,11 +212,20 @@ def _front_2d(front: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows[keep]
 
 
-def _add_guides(figure: go.Figure, metric: str, *, col: int, predictor: PsnrPredictor) -> None:
-    """The constraint lines of the panel: PSNR floor, IMDN's latency, the params limit."""
-    limits = {"latency_ratio": (1.0, "IMDN latency"), "params": (IMDN_PARAMS, f"params limit ({IMDN_PARAMS:,})")}
-    if metric in limits:
-        x, text = limits[metric]
+def _guides(track: Track, limits: Limits, baseline: str) -> dict[str, tuple[float, str]]:
+    """Vertical lines by metric: the baseline's latency, the params limit, the FLOPs limit where constrained."""
+    guides = {"latency_ratio": (1.0, f"{baseline} latency"), "params": (limits.params, f"params limit ({limits.params:,})")}
+    if Constraint.FLOPS in track.constraints:
+        guides["flops_g"] = (limits.flops_g, f"FLOPs limit ({limits.flops_g:.2f} G)")
+    return guides
+
+
+def _add_guides(figure: go.Figure, metric: str, *, col: int,
+                guides: dict[str, tuple[float, str]]) -> None:
+    """The constraint lines of the panel: the baseline's latency, the params (and FLOPs) limit. The PSNR floor is
+    no line on the proxy axis: the verdict reads the whole proxy curve, so feasibility is shown by colour."""
+    if metric in guides:
+        x, text = guides[metric]
         # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes.
         figure.add_vline(x=x, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
                          label=dict(text=text, textposition="end", textangle=-90, font=dict(size=11)))

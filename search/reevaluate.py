@@ -20,17 +20,16 @@ import pandas as pd
 
 from search import candidate
 from search.calibration import ProxyRun
-from search.objective import Objective, reference_verdict
-from search.study import CALIBRATION_REFERENCES, REFERENCES
+from search.objective import TrialObjective, reference_verdict
 from search.tracks import Track
 from spaces import ArchConfig, get_reference
 
 
-def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame, track: Track,
+def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.DataFrame, track: Track,
                board: pd.DataFrame, progress: Any = print) -> pd.DataFrame:
     """Train the top `reeval_top` Pareto members and the references with `reeval_seeds` more seeds at
     `reeval_budget` x the budget; results are stored in the study as they come, so a rerun resumes."""
-    settings = objective.settings
+    settings, edition = objective.settings, objective.edition
     members = board[(board["number"] >= 0) & board["number"].isin(frame.loc[frame["pareto"], "number"])]
     members = members[members["name"] == "trial"].head(settings.reeval_top)
     if members.empty or settings.reeval_seeds == 0:
@@ -38,7 +37,7 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     budget = dataclasses.replace(objective.budget, iterations=max(1, round(objective.budget.iterations
                                                                            * settings.reeval_budget)))
     seeds = [settings.seed + 1 + i for i in range(settings.reeval_seeds)]
-    entries = [(name, -1, get_reference(name)) for name in REFERENCES]
+    entries = [(name, -1, get_reference(name)) for name in edition.references]
     entries += [("trial", int(row.number), ArchConfig.from_json(frame.loc[frame["number"] == row.number, "config"].iloc[0]))
                 for row in members.itertuples()]
     rows, curves = [], {}
@@ -56,13 +55,14 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
                      "psnr_mean": float(np.mean(psnrs)), "psnr_std": float(np.std(psnrs, ddof=1)) if len(psnrs) > 1 else 0.0,
                      "psnr_min": float(np.min(psnrs)), "psnr_max": float(np.max(psnrs))})
     table = pd.DataFrame(rows)
+    calibrating = edition.calibration_references
     records = {name: {"psnr_curve": curves[(name, -1)], "params": params}
-               for name, params in zip(table["name"], table["params"]) if name in CALIBRATION_REFERENCES}
+               for name, params in zip(table["name"], table["params"]) if name in calibrating}
     # The known points were measured at the search's budget: at another budget only the references calibrate.
     predictor = objective.fit(records, known=settings.reeval_budget == 1.0)
     predictions = []
     for row in rows:
-        if row["name"] in CALIBRATION_REFERENCES:
+        if row["name"] in calibrating:
             predictions.append(reference_verdict(row["name"], {}, objective=objective, study=study))
         else:
             run = ProxyRun(tuple(map(tuple, curves[(row["name"], row["number"])])), row["params"])
@@ -77,7 +77,7 @@ def reevaluate(study: optuna.Study, *, objective: Objective, frame: pd.DataFrame
     return table
 
 
-def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: Objective,
+def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: TrialObjective,
              label: str, progress: Any) -> list[dict[str, Any]]:
     """One {"psnr", "curve"} per seed, trained once and stored in the study (a rerun reads them back)."""
     key = hashlib.sha1(config.key().encode()).hexdigest()[:16]

@@ -10,15 +10,16 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from editions import Constraint, Edition
 from search.study import reference_records
-from search.tracks import Track
+from search.tracks import Track, rank
 from spaces import ArchConfig
 
 CONFIG_COLUMNS = ("block", "num_blocks", "channels", "mid_channels", "distill_rate", "distill_steps", "kernel_size",
                   "attention", "esa_channels", "activation", "fusion", "rep_conv", "subtract_mean", "input_scale")
 METRIC_COLUMNS = ("params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb", "psnr",
                   "psnr_predicted", "psnr_low", "psnr_high")
-CONSTRAINTS = ("params", "psnr", "latency")
+CONSTRAINTS = tuple(c.value for c in Constraint)
 
 
 def trials_frame(study: optuna.Study, track: Track) -> pd.DataFrame:
@@ -56,9 +57,9 @@ def pareto_mask(frame: pd.DataFrame, track: Track) -> pd.Series:
     return mask
 
 
-def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track) -> pd.DataFrame:
-    """Feasible sampled trials ranked by the challenge's rule for the track, the references ranked beside
-    them whether feasible or not (column `feasible` tells)."""
+def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track, *, edition: Edition) -> pd.DataFrame:
+    """Feasible sampled trials ranked by the edition's rule for the track (`score`, lower is better), the
+    references ranked beside them whether feasible or not (column `feasible` tells)."""
     sampled = frame[frame["feasible"] & (frame["reference"] == "")].assign(name="trial")
     measured = frame[(frame["reference"] != "") & frame["psnr"].notna()].drop_duplicates("reference", keep="last")
     refs = measured.assign(name=measured["reference"])
@@ -67,10 +68,18 @@ def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track) -> 
     board = pd.concat([sampled, refs], ignore_index=True)
     if board.empty:
         return board.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
-    board["score"] = track.rank(board)
+    board["score"] = rank(board, track=track, edition=edition, baseline=_baseline_figures(board, edition))
     board = board.sort_values("score").reset_index(drop=True)
     board["rank"] = np.arange(1, len(board) + 1)
     return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "verdict", "feasible", "score"]]
+
+
+def _baseline_figures(board: pd.DataFrame, edition: Edition) -> dict[str, float]:
+    """The baseline's measured params and FLOPs (the weighted score divides by them)."""
+    rows = board[board["name"] == edition.baseline]
+    if rows.empty:
+        return {}
+    return {"params": float(rows["params"].iloc[0]), "flops_g": float(rows["flops_g"].iloc[0])}
 
 
 def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
@@ -82,8 +91,8 @@ def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
     shown["interval"] = [f"[{low:.2f}, {high:.2f}]" if pd.notna(low) else "" for low, high in
                          zip(shown["psnr_low"], shown["psnr_high"])]
     columns = {"rank": "rank", "name": "name", "number": "trial", "label": "architecture", "params": "params",
-               "flops_g": "FLOPs[G]", "latency_ratio": "lat/IMDN", "memory_mb": "mem[MB]", "psnr": "proxy PSNR",
-               "psnr_predicted": "pred.PSNR", "interval": "80% interval", "verdict": "verdict"}
+               "flops_g": "FLOPs[G]", "latency_ratio": "lat/base", "memory_mb": "mem[MB]", "psnr": "proxy PSNR",
+               "psnr_predicted": "pred.PSNR", "interval": "80% interval", "verdict": "verdict", "score": "score"}
     return shown[list(columns)].rename(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

@@ -24,11 +24,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 import train_proxy
 from data import load_dataset
+from evaluators.device import resolve_device
 from evaluators.latency import resolve_dtype
 from search import candidate
 from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
-from search.objective import Objective
+from search.objective import TrialObjective
 from search.plots import write_plots
 from search.reevaluate import reevaluate
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
@@ -50,26 +51,19 @@ class RunSummary:
     files: list[Path]
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    return device
-
-
 def budget_of(settings: SearchSettings) -> train_proxy.Budget:
     return train_proxy.get_budget(settings.budget, iterations=settings.iterations, batch_size=settings.batch_size,
                                   lr_patch=settings.patch, lr=settings.lr)
 
 
-def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> Objective:
+def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> TrialObjective:
     data = load_dataset(settings.data, valid_limit=settings.valid_limit) if data is None else data
     if "bicubic_psnr" not in study.user_attrs:
         study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
-    measurement = candidate.Measurement(device=settings.device, latency_input=settings.latency_input,
-                                        dtype=settings.dtype)
-    return Objective(settings=settings, data=data, budget=budget_of(settings), measurement=measurement,
+    edition = settings.rules
+    measurement = candidate.Measurement.of_edition(edition, device=settings.device,
+                                                   latency_input=settings.latency_input, dtype=settings.dtype)
+    return TrialObjective(settings=settings, data=data, budget=budget_of(settings), measurement=measurement,
                      artifacts=artifact_store(settings), bicubic_psnr=study.user_attrs["bicubic_psnr"])
 
 
@@ -81,7 +75,7 @@ def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
 
 def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
-    settings = settings.replace(device=resolve_device(settings.device))
+    settings = settings.replace(device=str(resolve_device(settings.device)))
     resolve_dtype(settings.dtype, torch.device(settings.device))  # e.g. bf16 on a GPU that only emulates it
     budget = budget_of(settings)
     check_output_folder(settings.run_dir)
@@ -92,8 +86,10 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     try:
         study = open_study(settings)
         done = done_trials(study)
-        say(f"study {settings.name!r}: track {settings.track}, space {settings.space}, sampler {settings.sampler}, "
-            f"seed {settings.seed}")
+        edition = settings.rules
+        say(f"study {settings.name!r}: {edition.name} (baseline {edition.baseline}, floor {settings.floor:.2f} dB, "
+            f"GPU {edition.gpu or 'not recorded'}), track {settings.track}, space {settings.space}, "
+            f"sampler {settings.sampler}, seed {settings.seed}")
         say(f"  {done} of {settings.trials} trials done; budget {budget.name} ({budget.iterations} steps, batch "
             f"{budget.batch_size}, LR patch {budget.lr_patch}, lr {budget.lr:g}), "
             f"device {settings.device}, {settings.workers} worker(s)")
@@ -256,7 +252,7 @@ def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: Searc
 
 
 def best_feasible(study: optuna.Study, settings: SearchSettings) -> str:
-    track = get_track(settings.track)
+    track = get_track(settings.track, settings.rules)
     metric = track.ranked_by[0]
     values = [(t.user_attrs.get(metric), t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.constraints and all(v <= 0 for v in t.constraints.values()) and t.user_attrs.get("trained")
@@ -343,14 +339,15 @@ def _worker_main(settings: SearchSettings, env: dict[str, str], index: int) -> N
 
 def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
     """Reports, plots, re-evaluation and export, from what the storage holds."""
-    track = get_track(settings.track)
+    edition = settings.rules
+    track = get_track(settings.track, edition)
     study = optuna.load_study(study_name=settings.name, storage=make_storage(settings.storage_url))
     frame = trials_frame(study, track)
     references = references_frame(study)
-    board = leaderboard(frame, references, track)
+    board = leaderboard(frame, references, track, edition=edition)
     files = write_tables(frame, board, track=track, out_dir=settings.run_dir)
     say(f"\n{track.name} track: {int(frame['feasible'].sum())} feasible of {len(frame)} trials; leaderboard "
-        f"(challenge ranking, references beside the trials):")
+        f"({edition.name} score: {edition.ranking.describe()}; references beside the trials):")
     say(format_leaderboard(board))
     reeval = pd.DataFrame()
     if settings.reeval_top and settings.reeval_seeds and not board.empty:
@@ -364,11 +361,11 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
             files.append(path)
             say(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
                         "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    calibration = study.user_attrs.get("calibration")
+    calibration = study.user_attrs.get("reevaluation_calibration" if not reeval.empty else "calibration")
     if calibration:
         predictor = PsnrPredictor.from_dict(calibration)
-        files += write_plots(trials=frame, references=references, track=track, predictor=predictor,
-                             out_dir=settings.run_dir, title=f"{settings.name}: {track.name} track")
+        files += write_plots(trials=frame, references=references, track=track, limits=candidate.edition_limits(edition, floor=settings.floor), baseline=edition.baseline,
+                             out_dir=settings.run_dir, title=f"{settings.name}: {track.name} track ({edition.name})")
         say(f"\nPSNR predictor: {predictor.describe()}; floor {predictor.floor:.2f} dB: feasible when the whole 80% "
             f"interval clears it, infeasible when it is all under, uncertain otherwise")
     winner, verdict = choose_winner(board, reeval)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from editions import DEFAULT_EDITION, Edition, get_edition
 from search.calibration import DEFAULT_FEATURES, FEATURE_SETS
 from search.tracks import get_track
 from spaces import get_space
@@ -14,12 +15,13 @@ from spaces import get_space
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 
 # Settings that the reference measurements depend on: a resumed study must keep them.
-STUDY_DEFINING = ("track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data", "device",
-                  "latency_input", "dtype", "predictor", "calibrate_with", "floor", "valid_limit")
+STUDY_DEFINING = ("edition", "track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data",
+                  "device", "latency_input", "dtype", "predictor", "calibrate_with", "floor", "valid_limit")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
+    edition: int = DEFAULT_EDITION
     track: str = "runtime"
     space: str = "mixed"
     sampler: str = "tpe"
@@ -37,7 +39,7 @@ class SearchSettings:
     dtype: str = "fp32"
     predictor: str = DEFAULT_FEATURES  # the feature set of the PSNR predictor (search.calibration.FEATURE_SETS)
     calibrate_with: str | None = None  # a kit folder whose entries add calibration points
-    floor: float = 29.00
+    floor: float | None = None  # the PSNR floor [dB] on the published scale; None: the edition's validation floor
     early_stop: bool = True
     early_stop_margin: float = 1.0
     reeval_top: int = 2
@@ -51,7 +53,11 @@ class SearchSettings:
     timeout: float | None = None  # seconds; stop starting new trials after it
 
     def __post_init__(self) -> None:
-        get_track(self.track)
+        edition = get_edition(self.edition)
+        object.__setattr__(self, "edition", edition.year)
+        if self.floor is None:
+            object.__setattr__(self, "floor", edition.floor.valid)
+        get_track(self.track, edition)
         get_space(self.space)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
@@ -77,8 +83,14 @@ class SearchSettings:
             raise ValueError(f"--latency-input must be CxHxW with positive sizes, got {self.latency_input}")
 
     @property
+    def rules(self) -> Edition:
+        """The edition whose rules this run follows."""
+        return get_edition(self.edition)
+
+    @property
     def name(self) -> str:
-        return self.study_name or f"{self.track}-{self.space}-{self.budget}"
+        edition = "" if self.edition == DEFAULT_EDITION else f"-{self.edition}"
+        return self.study_name or f"{self.track}-{self.space}-{self.budget}{edition}"
 
     @property
     def run_dir(self) -> Path:

@@ -1,6 +1,6 @@
 """Create or load the Optuna study of a run, with its storage, sampler and reference trials.
 
-The references (IMDN, RFDN, RLFN, SPAN) are the first trials of every study, enqueued once: one worker
+The edition's references (2022: IMDN, RFDN, RLFN, SPAN) are the first trials of every study, enqueued once: one worker
 creates the study (the storage refuses a second study of the same name), enqueues them, then stores the
 settings, which the other workers wait for; the storage hands each waiting trial to exactly one worker,
 so parallel workers measure each reference once. A reference lost to a dead or interrupted worker is
@@ -24,12 +24,11 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from editions import DEFAULT_EDITION
 from search.settings import SearchSettings
 from search.tracks import get_track
 from spaces import get_space, reference_params
 
-REFERENCES = ("imdn", "rfdn", "rlfn", "span")  # imdn, rfdn, rlfn calibrate the floor; span is for comparison
-CALIBRATION_REFERENCES = ("imdn", "rfdn", "rlfn")
 HEARTBEAT_INTERVAL_S = 20
 GRACE_PERIOD_S = 60
 STORAGE_ATTEMPTS = 3
@@ -99,7 +98,7 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     `stream`: the local worker number (0 for a lone process), which seeds a joining sampler (joining_seed).
     """
     storage = storage or make_storage(settings.storage_url)
-    track = get_track(settings.track)
+    track = get_track(settings.track, settings.rules)
     try:
         # Exactly one of the workers starting together creates the study (the storage refuses a second
         # study of that name); only the creator enqueues the references, then marks the study ready.
@@ -109,6 +108,8 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings))
         stored = _wait_until_ready(study)
+        if stored is not None:
+            stored = {"edition": DEFAULT_EDITION, **stored}  # studies made before editions were 2022's
         study.sampler = make_sampler(settings, seed=joining_seed(study, seed=settings.seed, stream=stream))
     if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)
@@ -153,8 +154,9 @@ def enqueue_references(study: optuna.Study, settings: SearchSettings) -> None:
     space = get_space(settings.space)
     alive = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
     present = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=alive)}
-    inside = reference_params(space, list(REFERENCES))
-    for name in (n for n in REFERENCES if n not in present):
+    references = settings.rules.references
+    inside = reference_params(space, list(references))
+    for name in (n for n in references if n not in present):
         # A reference outside this space is measured all the same, without search parameters.
         study.enqueue_trial(inside.get(name, {}), user_attrs={"reference": name})
 
@@ -227,5 +229,5 @@ def done_trials(study: optuna.Study) -> int:
 
 def reference_records(study: optuna.Study) -> dict[str, dict[str, Any]]:
     """The references measured so far in this study (name -> record)."""
-    attrs = study.user_attrs
-    return {name: attrs[f"reference:{name}"] for name in REFERENCES if f"reference:{name}" in attrs}
+    prefix = "reference:"
+    return {key[len(prefix):]: value for key, value in study.user_attrs.items() if key.startswith(prefix)}

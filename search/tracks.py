@@ -1,4 +1,4 @@
-"""The challenge's tracks: objectives, constraints and the ranking that names a winner."""
+"""The challenge's tracks: objectives, constraints (from the edition) and the metrics their ranking uses."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-IMDN_PARAMS = 893_936
+from editions import DEFAULT_EDITION, Constraint, Edition, get_edition
 
 
 @dataclass(frozen=True)
-class Objective:
-    metric: str  # a column of the trials table
+class Metric:
+    """One objective of a track: a column of the trials table and its direction."""
+
+    metric: str
     direction: str  # "minimize" | "maximize"
     label: str
 
 
 @dataclass(frozen=True)
 class Track:
-    """One NTIRE track. `constraints` name the checks of search.constraints; `ranked_by` the ranking."""
+    """One NTIRE track of an edition. `constraints` are the edition's rules (search.constraints computes them);
+    `ranked_by` the metrics the 2022 rank rule sums (the edition's ranking decides how they are used)."""
 
     name: str
-    objectives: tuple[Objective, ...]
-    constraints: tuple[str, ...]
-    ranked_by: tuple[str, ...]  # metrics whose ranks are summed (lower is better for each)
+    objectives: tuple[Metric, ...]
+    constraints: tuple[Constraint, ...]
+    ranked_by: tuple[str, ...]
 
     @property
     def directions(self) -> list[str]:
@@ -33,29 +36,40 @@ class Track:
     def metrics(self) -> list[str]:
         return [objective.metric for objective in self.objectives]
 
-    def rank(self, frame: pd.DataFrame) -> pd.Series:
-        """The challenge's score (lower is better): the rank sum of `ranked_by`, latency breaking ties."""
-        score = sum(frame[metric].rank(method="min") for metric in self.ranked_by)
-        return score + frame["latency_ratio"].rank(method="min") / (len(frame) + 1)
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        return tuple(c.value for c in self.constraints)
 
 
-LATENCY = Objective("latency_ratio", "minimize", "latency / IMDN's")
-PSNR = Objective("psnr", "maximize", "proxy PSNR [dB]")
-PARAMS = Objective("params", "minimize", "parameters")
-FLOPS = Objective("flops_g", "minimize", "FLOPs [G]")
-ACTIVATIONS = Objective("activations_m", "minimize", "activations [M]")
-MEMORY = Objective("memory_mb", "minimize", "memory [MB]")
+LATENCY = Metric("latency_ratio", "minimize", "latency / baseline's")
+PSNR = Metric("psnr", "maximize", "proxy PSNR [dB]")
+PARAMS = Metric("params", "minimize", "parameters")
+FLOPS = Metric("flops_g", "minimize", "FLOPs [G]")
+ACTIVATIONS = Metric("activations_m", "minimize", "activations [M]")
+MEMORY = Metric("memory_mb", "minimize", "memory [MB]")
 
-TRACKS: dict[str, Track] = {
-    "runtime": Track("runtime", (LATENCY, PSNR), ("params", "psnr"), ("latency_ratio",)),
-    "complexity": Track("complexity", (PARAMS, FLOPS, PSNR), ("psnr", "latency"), ("params", "flops_g")),
-    "overall": Track("overall", (LATENCY, PARAMS, FLOPS, ACTIVATIONS, MEMORY, PSNR), ("psnr",),
-                     ("latency_ratio", "params", "flops_g", "activations_m", "memory_mb")),
+# name -> (objectives, ranked_by); the constraints come from the edition.
+_TRACKS = {
+    "runtime": ((LATENCY, PSNR), ("latency_ratio",)),
+    "complexity": ((PARAMS, FLOPS, PSNR), ("params", "flops_g")),
+    "overall": ((LATENCY, PARAMS, FLOPS, ACTIVATIONS, MEMORY, PSNR),
+                ("latency_ratio", "params", "flops_g", "activations_m", "memory_mb")),
 }
 
 
-def get_track(name: str) -> Track:
-    try:
-        return TRACKS[name]
-    except KeyError:
-        raise ValueError(f"unknown track {name!r}; choose one of: {', '.join(TRACKS)}") from None
+def get_track(name: str, edition: Edition | None = None) -> Track:
+    """The track `name` under `edition`'s rules (default: NTIRE 2022)."""
+    if name not in _TRACKS:
+        raise ValueError(f"unknown track {name!r}; choose one of: {', '.join(_TRACKS)}")
+    edition = edition or get_edition(DEFAULT_EDITION)
+    objectives, ranked_by = _TRACKS[name]
+    return Track(name, objectives, tuple(edition.constraints[name]), ranked_by)
+
+
+# The tracks under the default edition's rules (NTIRE 2022).
+TRACKS: dict[str, Track] = {name: get_track(name) for name in _TRACKS}
+
+
+def rank(board: pd.DataFrame, *, track: Track, edition: Edition, baseline: dict[str, float]) -> pd.Series:
+    """The edition's score of each row (lower is better); `baseline`: the baseline's measured params, flops_g."""
+    return edition.ranking.score(board, ranked_by=track.ranked_by, baseline=baseline)

@@ -5,10 +5,10 @@ from spaces.config import ArchConfig
 from spaces.kit import KitEntry, get_entry, read_kit
 from spaces.model_file import DataRange, ModelFile, ModelFileError, check_x4
 from spaces.search_space import SPACES, SearchSpace, get_space, reference_params
-from spaces.zoo import PUBLISHED_PSNR, REFERENCES, get_reference
+from spaces.zoo import REFERENCES, Published, Reference, get_reference, get_reference_record
 
 __all__ = [
     "ArchConfig", "Architecture", "ModelFile", "ModelFileError", "DataRange", "check_x4", "KitEntry", "read_kit",
     "get_entry", "build_model", "inference_form", "inference_config", "SPACES", "SearchSpace", "get_space",
-    "reference_params", "REFERENCES", "PUBLISHED_PSNR", "get_reference",
+    "reference_params", "REFERENCES", "Published", "Reference", "get_reference", "get_reference_record",
 ]

@@ -7,6 +7,7 @@ from torch import nn
 
 from evaluators import profile
 from evaluators.complexity import count_params, profile_complexity
+from evaluators.counter import Counter
 from evaluators.latency import lock_path
 from evaluators.memory import measure_memory
 from evaluators.profile import format_profile_table, profile_models
@@ -14,7 +15,7 @@ from evaluators.profile import format_profile_table, profile_models
 KEYS = {"name", "params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb",
         "memory_method", "memory_input_shape", "settings"}
 SETTINGS = {"device", "dtype", "latency_input_shape", "complexity_input_shape", "repeats", "warmup", "rounds",
-            "threads", "channels_last", "cudnn_benchmark", "tf32", "timer"}
+            "threads", "channels_last", "cudnn_benchmark", "tf32", "timer", "flops_counter"}
 
 
 def net(channels: int) -> nn.Module:
@@ -22,7 +23,7 @@ def net(channels: int) -> nn.Module:
                          nn.Conv2d(channels, 48, 3, padding=1), nn.PixelShuffle(4))
 
 
-FAST = dict(input_shape=(3, 8, 12), complexity_shape=(3, 16, 16), repeats=4, warmup=1, rounds=2, threads=1)
+FAST = dict(counter=Counter.NTIRE2022, input_shape=(3, 8, 12), complexity_shape=(3, 16, 16), repeats=4, warmup=1, rounds=2, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_latency_and_memory_use_the_latency_input(records):
 def test_table_lists_every_model_and_ends_with_the_settings(records):
     table = format_profile_table(records).splitlines()
     header, rule, *rows, settings = table
-    for column in ("params", "FLOPs [G]", "acts [M]", "#conv", "latency median [ms]", "ratio to IMDN", "memory [MB]"):
+    for column in ("params", "FLOPs [G]", "acts [M]", "#conv", "latency median [ms]", "ratio to baseline", "memory [MB]"):
         assert column in header
     assert len({len(line) for line in (header, rule, *rows)}) == 1
     assert [row.split()[0] for row in rows] == ["small", "reference"]

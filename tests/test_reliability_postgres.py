@@ -23,8 +23,10 @@ import psycopg2
 import pytest
 from conftest import STUDY
 from optuna.trial import TrialState
+from editions import get_edition
 
-from search.study import REFERENCES
+REFERENCES = get_edition(2022).references  # the default edition's
+
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")

@@ -21,11 +21,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 import run_search
+from editions import get_edition
 from search import candidate
 from search.runner import worker_env
-from search.study import REFERENCES, make_storage, open_study
+from search.study import make_storage, open_study
 from spaces import ArchConfig
 
+REFERENCES = get_edition(2022).references  # the default edition's
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
@@ -157,7 +159,7 @@ def test_latency_is_not_measured_while_another_process_trains(tmp_path, monkeypa
             return real(*args, **kwargs)
 
         monkeypatch.setattr(candidate, "measure_relative_latency", timed)
-        measurement = candidate.Measurement(device="cpu", latency_input=(3, 8, 8))
+        measurement = candidate.Measurement.of_edition(get_edition(2022), device="cpu", latency_input=(3, 8, 8))
         config = ArchConfig(block="rlfb", num_blocks=1, channels=8)
         record = candidate.measure_speed(config, measurement=measurement, baseline=measurement.baseline())
         assert trainer.wait(timeout=30) == 0

@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs_version
 
-from search.calibration import fit_psnr_floor
 from search.plots import (FEASIBLE, FRONT, INFEASIBLE, STOPPED, history_figure, parallel_figure, pareto_figure,
                           write_plots)
-from search.tracks import IMDN_PARAMS, TRACKS
+from search.constraints import Limits
+from search.tracks import TRACKS
 
-FLOOR = fit_psnr_floor(points={"imdn": (23.2, 29.13), "rfdn": (22.7, 29.04), "rlfn": (22.4, 29.0)})
-FLOOR_TEXT = "PSNR floor (predicted 29.00 dB)"
+IMDN_PARAMS = 893_936
+LIMITS = Limits(params=IMDN_PARAMS, flops_g=58.53, floor=29.0)
+
 
 
 def _trial(number, *, psnr, latency_ratio, params, flops_g, feasible, pareto=False, state="COMPLETE",
@@ -25,7 +26,7 @@ def _trial(number, *, psnr, latency_ratio, params, flops_g, feasible, pareto=Fal
         "number": number, "state": state, "reference": reference, "label": f"imdb x4 c{32 + number}",
         "config": json.dumps(config), "params": params, "flops_g": flops_g, "activations_m": flops_g * 3,
         "convs": 40, "latency_ms": latency_ratio * 800, "latency_ratio": latency_ratio, "memory_mb": flops_g * 2,
-        "psnr": psnr, "psnr_predicted": FLOOR.predict(psnr) if not math.isnan(psnr) else np.nan, "trained": trained,
+        "psnr": psnr, "psnr_predicted": 29.0 + 0.5 * (psnr - 22.4) if not math.isnan(psnr) else np.nan, "trained": trained,
         "c_params": params - IMDN_PARAMS, "c_psnr": np.nan, "c_latency": np.nan, "feasible": feasible,
         "pareto": pareto, "duration_s": 60.0,
     }
@@ -91,7 +92,7 @@ def _lines(figure):
 
 @pytest.mark.parametrize("track", list(TRACKS))
 def test_write_plots_writes_small_offline_files(tmp_path, track):
-    paths = write_plots(trials=_trials(), references=_references(), track=TRACKS[track], floor=FLOOR,
+    paths = write_plots(trials=_trials(), references=_references(), track=TRACKS[track], limits=LIMITS, baseline="imdn",
                         out_dir=tmp_path / "plots", title="study")
     assert [p.name for p in paths] == [f"pareto_{track}.html", f"history_{track}.html", f"parallel_{track}.html"]
     assert (tmp_path / "plots" / "plotly.min.js").stat().st_size > 1_000_000
@@ -99,18 +100,18 @@ def test_write_plots_writes_small_offline_files(tmp_path, track):
         html = path.read_text()
         assert '<script charset="utf-8" src="plotly.min.js"></script>' in html
         assert path.stat().st_size < 200_000  # the library is not embedded
-    assert FLOOR_TEXT in paths[0].read_text() and "RLFN" in paths[0].read_text()
+    assert "RLFN" in paths[0].read_text()
 
 
 def test_a_stale_plotly_bundle_is_replaced(tmp_path):
     (tmp_path / "plotly.min.js").write_text("/* plotly.js v1.0.0 */")
-    write_plots(trials=_trials(), references=_references(), track=TRACKS["runtime"], floor=FLOOR, out_dir=tmp_path,
+    write_plots(trials=_trials(), references=_references(), track=TRACKS["runtime"], limits=LIMITS, baseline="imdn", out_dir=tmp_path,
                 title="study")
     assert f"plotly.js v{get_plotlyjs_version()}" in (tmp_path / "plotly.min.js").read_text()[:100]
 
 
 def test_runtime_pareto_points_by_category():
-    figure = pareto_figure(trials=_trials(), references=_references(), track=TRACKS["runtime"], floor=FLOOR,
+    figure = pareto_figure(trials=_trials(), references=_references(), track=TRACKS["runtime"], limits=LIMITS, baseline="imdn",
                            title="study")
     assert {trace.xaxis for trace in figure.data} == {"x"}
     front = _one(figure, FRONT)
@@ -138,15 +139,12 @@ def test_runtime_pareto_points_by_category():
 
 def test_constraint_lines_follow_the_axes():
     runtime, complexity, overall = (
-        pareto_figure(trials=_trials(), references=_references(), track=TRACKS[name], floor=FLOOR, title="study")
+        pareto_figure(trials=_trials(), references=_references(), track=TRACKS[name], limits=LIMITS, baseline="imdn", title="study")
         for name in ("runtime", "complexity", "overall"))
-    floor = pytest.approx(FLOOR.proxy_floor)
-    assert FLOOR.proxy_floor == pytest.approx(22.4)  # RLFN's proxy PSNR: it meets the floor exactly
-    assert _lines(runtime) == [("h", floor, FLOOR_TEXT, "y"), ("v", 1.0, "IMDN latency", "x")]
-    assert _lines(complexity) == [("h", floor, FLOOR_TEXT, "y"), ("v", IMDN_PARAMS, "params limit (893,936)", "x"),
-                                  ("h", floor, FLOOR_TEXT, "y2")]
-    assert _lines(overall) == [("h", floor, FLOOR_TEXT, "y"), ("v", 1.0, "IMDN latency", "x"),
-                               ("h", floor, FLOOR_TEXT, "y2"), ("v", IMDN_PARAMS, "params limit (893,936)", "x2")]
+    # No PSNR line: the verdict reads the whole proxy curve, not a threshold on the plotted proxy PSNR.
+    assert _lines(runtime) == [("v", 1.0, "imdn latency", "x")]
+    assert _lines(complexity) == [("v", IMDN_PARAMS, "params limit (893,936)", "x")]
+    assert _lines(overall) == [("v", 1.0, "imdn latency", "x"), ("v", IMDN_PARAMS, "params limit (893,936)", "x2")]
     assert (complexity.layout.xaxis.title.text, complexity.layout.xaxis2.title.text) == ("parameters", "FLOPs [G]")
     assert complexity.layout.xaxis.type == "log" and runtime.layout.xaxis.type == "linear"
     assert overall.layout.xaxis2.title.text == "parameters"
@@ -155,7 +153,7 @@ def test_constraint_lines_follow_the_axes():
 def test_complexity_panels_and_the_projected_front():
     # Trial 3 joins a three-objective front but is dominated by trial 1 in both two-dimensional panels.
     trials = _trials().assign(pareto=lambda f: f["number"].isin([1, 2, 3]))
-    figure = pareto_figure(trials=trials, references=_references(), track=TRACKS["complexity"], floor=FLOOR,
+    figure = pareto_figure(trials=trials, references=_references(), track=TRACKS["complexity"], limits=LIMITS, baseline="imdn",
                            title="study")
     for xaxis, points in (("x", [200_000, 400_000]), ("x2", [12.0, 25.0])):
         assert len(_one(figure, FRONT, xaxis).x) == 3
@@ -169,11 +167,11 @@ def test_hover_names_the_trial_its_metrics_and_config():
     long_config = {"schema_version": 1, **{f"field_{i}": "value" * 4 for i in range(40)}}
     trials = pd.concat([_trials(), pd.DataFrame([
         _trial(10, psnr=22.95, latency_ratio=0.9, params=700_000, flops_g=45.0, feasible=True, config=long_config)])])
-    figure = pareto_figure(trials=trials, references=_references(), track=TRACKS["runtime"], floor=FLOOR,
+    figure = pareto_figure(trials=trials, references=_references(), track=TRACKS["runtime"], limits=LIMITS, baseline="imdn",
                            title="study")
     hover = dict(zip(_one(figure, FEASIBLE).x, _one(figure, FEASIBLE).hovertext))
     assert hover[0.8].startswith("<b>trial #3</b> (COMPLETE)<br>imdb x4 c35<br>proxy PSNR: 22.900 dB")
-    for text in ("latency / IMDN: 0.800", "params: 600,000", "FLOPs: 40.00 G", "constraint params (≤ 0 ok): -293,936",
+    for text in ("latency / baseline: 0.800", "params: 600,000", "FLOPs: 40.00 G", "constraint params (≤ 0 ok): -293,936",
                  "config: block=imdb, num_blocks=4, channels=35"):
         assert text in hover[0.8]
     for text in ("schema_version", "esa_channels", "constraint PSNR"):  # unset, or not this track's constraint
@@ -187,7 +185,7 @@ def test_hover_names_the_trial_its_metrics_and_config():
 @pytest.mark.parametrize(("track", "best"), [("runtime", [1.0, 0.5, 0.3, 0.3]),
                                              ("complexity", [893_936, 400_000, 200_000, 200_000])])
 def test_history_tracks_the_best_feasible_ranking_metric(track, best):
-    figure = history_figure(trials=_trials().sample(frac=1, random_state=0), track=TRACKS[track], floor=FLOOR,
+    figure = history_figure(trials=_trials().sample(frac=1, random_state=0), track=TRACKS[track],
                             title="study")
     (line,) = [trace for trace in figure.data if trace.yaxis == "y2"]
     assert line.name.startswith("best feasible") and line.line.shape == "hv"
@@ -195,19 +193,19 @@ def test_history_tracks_the_best_feasible_ranking_metric(track, best):
     assert list(line.y) == best + [best[-1]] * 6
     points = {trace.name: sorted(trace.x) for trace in figure.data if trace.yaxis == "y"}
     assert points == {FRONT: [1, 2], FEASIBLE: [0, 3], INFEASIBLE: [4], STOPPED: [6]}
-    assert _lines(figure) == [("h", pytest.approx(FLOOR.proxy_floor), FLOOR_TEXT, "y")]
+    assert _lines(figure) == []
 
 
 def test_parallel_coordinates_over_the_track_metrics():
     figure = parallel_figure(trials=_trials(), track=TRACKS["overall"], title="study")
     (parcoords,) = figure.data
     labels = [dimension.label for dimension in parcoords.dimensions]
-    assert labels == ["latency / IMDN's", "parameters", "FLOPs [G]", "activations [M]", "memory [MB]",
+    assert labels == ["latency / baseline's", "parameters", "FLOPs [G]", "activations [M]", "memory [MB]",
                       "proxy PSNR [dB]", "predicted full-training PSNR [dB]"]
     assert list(parcoords.dimensions[1].values) == [893_936, 400_000, 200_000, 600_000, 100_000]
     assert list(parcoords.line.color) == [1, 1, 1, 1, 0]
     runtime = parallel_figure(trials=_trials(), track=TRACKS["runtime"], title="study")
-    assert [d.label for d in runtime.data[0].dimensions] == ["latency / IMDN's", "proxy PSNR [dB]",
+    assert [d.label for d in runtime.data[0].dimensions] == ["latency / baseline's", "proxy PSNR [dB]",
                                                              "predicted full-training PSNR [dB]", "parameters"]
 
 
@@ -225,25 +223,15 @@ def _edge_cases():
 @pytest.mark.parametrize("case", list(_edge_cases()))
 def test_degenerate_tables_still_draw(tmp_path, case):
     trials = _edge_cases()[case]
-    paths = write_plots(trials=trials, references=_references().iloc[:0], track=TRACKS["overall"], floor=FLOOR,
+    paths = write_plots(trials=trials, references=_references().iloc[:0], track=TRACKS["overall"], limits=LIMITS, baseline="imdn",
                         out_dir=tmp_path, title="study")
     assert all(path.exists() for path in paths)
-    pareto = pareto_figure(trials=trials, references=_references().iloc[:0], track=TRACKS["overall"], floor=FLOOR,
+    pareto = pareto_figure(trials=trials, references=_references().iloc[:0], track=TRACKS["overall"], limits=LIMITS, baseline="imdn",
                            title="study")
     counts = {name: len(_one(pareto, name).x) for name in (FRONT, FEASIBLE, INFEASIBLE, STOPPED)}
     expected = {"empty": [0, 0, 0, 0], "no columns": [0, 0, 0, 0], "single": [1, 0, 0, 0],
                 "all infeasible": [0, 0, 5, 1], "no psnr": [0, 0, 0, 0]}[case]
     assert list(counts.values()) == expected
-    assert ("h", pytest.approx(FLOOR.proxy_floor), FLOOR_TEXT, "y") in _lines(pareto)
-    history = history_figure(trials=trials, track=TRACKS["overall"], floor=FLOOR, title="study")
+    history = history_figure(trials=trials, track=TRACKS["overall"], title="study")
     (best,) = [trace for trace in history.data if trace.yaxis == "y2"]
     assert len(best.y) == {"single": 1, "no psnr": 10}.get(case, 0)  # feasibility, not PSNR, drives the line
-
-
-def test_a_floor_no_proxy_psnr_reaches_draws_no_floor_line():
-    # The proxy reverses the references' order: the calibration is degenerate and the floor unreachable.
-    floor = fit_psnr_floor(points={"imdn": (23.2, 28.0), "rfdn": (23.5, 27.0)})
-    assert floor.proxy_floor == math.inf
-    figure = pareto_figure(trials=_trials(), references=_references(), track=TRACKS["runtime"], floor=floor,
-                           title="study")
-    assert _lines(figure) == [("v", 1.0, "IMDN latency", "x")]

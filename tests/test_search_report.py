@@ -6,7 +6,8 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from search.report import leaderboard, pareto_mask, trials_frame
-from search.tracks import TRACKS
+from editions import get_edition
+from search.tracks import TRACKS, get_track, rank
 from spaces import ArchConfig
 
 RUNTIME = TRACKS["runtime"]
@@ -65,7 +66,7 @@ def test_leaderboard_ranks_by_latency_with_references_beside(study):
     refs = pd.DataFrame([{"name": "span", "label": "span", "config": "{}", "params": 150_688, "flops_g": 9.0,
                           "activations_m": 30.0, "convs": 22, "latency_ms": 1.0, "latency_ratio": 0.35,
                           "memory_mb": 5.0, "psnr": 22.5, "psnr_predicted": 29.1}])
-    board = leaderboard(frame, refs, RUNTIME)
+    board = leaderboard(frame, refs, RUNTIME, edition=get_edition(2022))
     assert list(board["label"]) == ["fast-good", "span", "rlfn", "slow-better", "dominated", "imdn"]
     # span has no trial in this study (only its stored record): ranked, but its feasibility is not established
     assert list(board["feasible"]) == [True, False, True, True, True, True]
@@ -77,4 +78,28 @@ def test_complexity_ranking_sums_params_and_flops_ranks():
     track = TRACKS["complexity"]
     frame = pd.DataFrame({"params": [100, 200, 300], "flops_g": [30.0, 10.0, 20.0], "latency_ratio": [0.9, 0.5, 0.1]})
     # rank sums 1+3=4, 2+1=3, 3+2=5: the second row wins.
-    assert list(track.rank(frame).sort_values().index) == [1, 0, 2]
+    score = rank(frame, track=track, edition=get_edition(2022), baseline={})
+    assert list(score.sort_values().index) == [1, 0, 2]
+
+
+def test_leaderboard_of_a_weighted_edition_scores_against_the_baseline_row(study):
+    """2026: 0.8 exp(2 runtime ratio) + 0.1 exp(2 FLOPs/SPAN's) + 0.1 exp(2 params/SPAN's); the baseline scores e^2."""
+    edition = get_edition(2026)
+    track = get_track("runtime", edition)
+    frame = trials_frame(study, track)
+    refs = pd.DataFrame([{"name": "span", "label": "span", "config": "{}", "params": 150_688, "flops_g": 9.83,
+                          "activations_m": 30.0, "convs": 22, "latency_ms": 1.0, "latency_ratio": 1.0,
+                          "memory_mb": 5.0, "psnr": 22.5, "psnr_predicted": 26.94}])
+    board = leaderboard(frame, refs, track, edition=edition).set_index("label")
+    assert board.loc["span", "score"] == pytest.approx(math.exp(2))
+    fast = board.loc["fast-good"]
+    expected = (0.8 * math.exp(2 * fast["latency_ratio"]) + 0.1 * math.exp(2 * fast["flops_g"] / 9.83)
+                + 0.1 * math.exp(2 * fast["params"] / 150_688))
+    assert fast["score"] == pytest.approx(expected)
+    assert list(board["rank"]) == sorted(board["rank"]) and board["score"].is_monotonic_increasing
+
+
+def test_weighted_leaderboard_without_its_baseline_is_an_error(study):
+    edition = get_edition(2024)
+    with pytest.raises(ValueError, match="baseline's measured"):
+        leaderboard(trials_frame(study, RUNTIME), pd.DataFrame(columns=["name"]), RUNTIME, edition=edition)

@@ -11,7 +11,9 @@ import run_search
 from search.calibration import ProxyRun, PsnrPredictor
 from search.runner import run_search as run
 from search.settings import SearchSettings
-from search.study import REFERENCES
+from editions import get_edition
+
+REFERENCES = get_edition(2022).references  # the default edition's
 
 SMOKE = dict(budget="smoke", seed=0, reeval_top=0, export_winner=False)
 

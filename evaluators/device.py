@@ -1,0 +1,21 @@
+"""The one rule that turns a device option (auto | cpu | cuda | cuda:N) into a torch.device."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`auto` or None: CUDA when torch sees one, else CPU. A ValueError when CUDA is asked for but absent,
+    or for a device type the toolkit does not measure."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was asked for, but torch sees no CUDA device; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"only cpu and cuda devices are supported, got {device}")
+    return device

@@ -1,0 +1,45 @@
+"""The kits' runtime protocol (per image, no warm-up, mean) and the one device rule."""
+
+import pytest
+import torch
+from torch import nn
+
+from evaluators.device import resolve_device
+from evaluators.kit_runtime import measure_kit_runtime
+
+
+def test_kit_runtime_times_each_image_at_its_own_size_and_means_them():
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return x
+
+    images = [torch.rand(1, 3, 8, 12), torch.rand(1, 3, 16, 10)]
+    report = measure_kit_runtime(Recorder(), images, device=torch.device("cpu"))
+    assert seen == [(1, 3, 8, 12), (1, 3, 16, 10)]  # no warm-up call, batch 1, each image once
+    assert len(report.per_image_ms) == 2 and report.mean_ms == pytest.approx(sum(report.per_image_ms) / 2)
+    assert report.timer == "perf_counter" and "no warm-up" in report.protocol
+
+
+def test_kit_runtime_needs_images():
+    with pytest.raises(ValueError, match="at least one image"):
+        measure_kit_runtime(nn.Identity(), [], device=torch.device("cpu"))
+
+
+def test_one_device_rule():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_profile_prints_the_kit_runtime_beside_the_warm_median(capsys):
+    from run_search import main
+    assert main(["profile", "rlfn", "--repeats", "5", "--input", "3x16x16", "--kit-runtime"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio to baseline" in out and "kit runtime (kit: per image" in out and "2 images" in out
