@@ -55,7 +55,7 @@ FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     "proxy+size": (Feature.FINAL, Feature.LOG_PARAMS),
     "size": (Feature.LOG_PARAMS,),
 }
-DEFAULT_FEATURES = "curve+size"
+DEFAULT_FEATURES = "proxy+size"
 
 
 @dataclass(frozen=True)
