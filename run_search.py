@@ -2,6 +2,7 @@
 
   python run_search.py --track runtime                  search (the default command)
   python run_search.py profile imdn rfdn rlfn cfg.json  the challenge's model summary for any config
+  python run_search.py evaluate models/x.py:Net --weights model_zoo/x.pth   the kit's test_demo.py on one model
   python run_search.py report --study NAME              tables and plots of a stored study
   python run_search.py export --study NAME --top 3      standalone model files of the best trials
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-COMMANDS = ("search", "profile", "report", "export")
+COMMANDS = ("search", "profile", "evaluate", "report", "export")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +115,8 @@ def profile_parser() -> argparse.ArgumentParser:
     from editions import DEFAULT_EDITION
     p = argparse.ArgumentParser(prog="run_search.py profile",
                                 description="Params, FLOPs, activations, #conv, latency and memory of models.")
-    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, rlfn_prune, imdn_paper, span) "
-                                             "or config JSON files")
+    p.add_argument("models", nargs="+", help="reference names (imdn, rfdn, rlfn, rlfn_prune, imdn_paper, span), "
+                                             "config JSON files, path/to/models/x.py:Factory, or EDITION:ID with --kit")
     p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP + "; sets the baseline of the "
                    "latency ratios, the FLOPs counter and the published figures shown")
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
@@ -130,7 +131,83 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set), "
                                   "and the images --kit-runtime times (default: the embedded photographs)")
     p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
+    add_model_options(p)
     return p
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that complete a model file or kit entry named on the command line."""
+    g = p.add_argument_group("model files (path/to/models/x.py:Factory) and kit entries (EDITION:ID)",
+                             "loading a model file runs its code, as the kits' test_demo.py does")
+    g.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits): resolves EDITION:ID entries, and "
+                                 "gives the zoo references their official weights in evaluate")
+    g.add_argument("--model-args", help="constructor arguments as JSON (a list or an object)")
+    g.add_argument("--weights", help="a checkpoint of the model (state dict, or nested under --state-key)")
+    g.add_argument("--state-key", help="the checkpoint's entry holding the state dict (e.g. params, net)")
+    g.add_argument("--strip-prefix", help="removed from every key of the state dict (e.g. module.)")
+    g.add_argument("--data-range", type=float, help="1 (the model takes [0, 1]; default) or 255")
+
+
+def model_options(options: argparse.Namespace):
+    from spaces.resolve import ModelOptions
+    return ModelOptions(kit=options.kit, model_args=options.model_args, weights=options.weights,
+                        state_key=options.state_key, strip_prefix=options.strip_prefix, data_range=options.data_range)
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    from editions import DEFAULT_EDITION
+    p = argparse.ArgumentParser(prog="run_search.py evaluate",
+                                description="The kit's test_demo.py on one trained model: the challenge's PSNR on "
+                                            "a DIV2K folder or the embedded photographs, complexity, latency ratio "
+                                            "to the edition's baseline and memory.")
+    p.add_argument("model", help="a reference name, a config JSON (with --weights), path/to/models/x.py:Factory, "
+                                 "or EDITION:ID with --kit")
+    p.add_argument("--data", help="a DIV2K folder (default: the embedded photographs)")
+    p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
+    p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
+    p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16 (latency only; PSNR is fp32)")
+    p.add_argument("--json", action="store_true", help="print one JSON record")
+    add_model_options(p)
+    return p
+
+
+def run_evaluate_command(options: argparse.Namespace) -> int:
+    import json
+
+    import train_proxy
+    from data import load_dataset, to_tensor
+    from editions import get_edition
+    from evaluators.device import resolve_device
+    from evaluators.profile import format_profile_table, profile_models
+    from spaces import build_model, check_x4, get_reference, inference_form
+    from spaces.resolve import load_trained, resolve_architecture
+    edition = get_edition(options.edition)
+    if options.valid_limit is not None and (options.data is None or options.valid_limit < 1):
+        raise ValueError("--valid-limit needs --data and a positive count")
+    extra = model_options(options)
+    label, arch = resolve_architecture(options.model, options=extra)
+    model = load_trained(arch, label=label, options=extra)
+    check_x4(model, label=label)
+    data = load_dataset(options.data, valid_limit=options.valid_limit)
+    device = resolve_device(options.device)
+    psnr = train_proxy.validation_psnr(model, data.valid, device=device)
+    bicubic = train_proxy.bicubic_baseline_psnr(data)
+    record, = profile_models([(label, inference_form(model))],
+                             reference=inference_form(build_model(get_reference(edition.baseline))),
+                             counter=edition.counter, device=device, input_shape=options.input, dtype=options.dtype,
+                             memory_images=[to_tensor(pair.lr) for pair in data.valid])
+    record.update(psnr=psnr, bicubic_psnr=bicubic, valid=data.to_dict(), edition=edition.year,
+                  data_range=getattr(arch, "data_range", getattr(arch, "input_scale", 1.0)))
+    if options.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"{label}: PSNR {psnr:.2f} dB on {len(data.valid)} validation images of {data.source} "
+          f"(bicubic {bicubic:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
+          f"{record['data_range']:g}); {edition.name}, baseline {edition.baseline}")
+    print(format_profile_table([record]))
+    return 0
 
 
 def run_profile_command(options: argparse.Namespace) -> int:
@@ -140,12 +217,16 @@ def run_profile_command(options: argparse.Namespace) -> int:
     from evaluators.profile import format_profile_table, profile_models
     from search.published import format_published, published_records
     from evaluators.device import resolve_device
-    from spaces import REFERENCES, ArchConfig, build_model, get_reference, inference_form
+    from spaces import build_model, check_x4, get_reference, inference_form
+    from spaces.resolve import resolve_architecture
     edition = get_edition(options.edition)
+    extra = model_options(options)
     models = []
     for item in options.models:
-        config = get_reference(item) if item in REFERENCES or not item.endswith(".json") else ArchConfig.load(item)
-        models.append((item, inference_form(build_model(config))))
+        label, arch = resolve_architecture(item, options=extra)
+        model = build_model(arch)
+        check_x4(model, label=label)
+        models.append((label, inference_form(model)))
     kwargs = {"repeats": options.repeats} if options.repeats else {}
     if options.data is not None:
         from data import load_dataset, to_tensor
@@ -260,8 +341,10 @@ def run_export_command(options: argparse.Namespace) -> int:
     return 0
 
 
-PARSERS = {"search": search_parser, "profile": profile_parser, "report": report_parser, "export": export_parser}
-HANDLERS = {"search": run_search_command, "profile": run_profile_command, "report": run_report_command,
+PARSERS = {"search": search_parser, "profile": profile_parser, "evaluate": evaluate_parser, "report": report_parser,
+           "export": export_parser}
+HANDLERS = {"search": run_search_command, "profile": run_profile_command, "evaluate": run_evaluate_command,
+            "report": run_report_command,
             "export": run_export_command}
 
 if __name__ == "__main__":

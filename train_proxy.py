@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +33,8 @@ from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size
 from data.patches import LoaderSharedMemoryError, loader_workers
 from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
 from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
-from spaces import REFERENCES, ArchConfig, build_model, get_reference
+from spaces import REFERENCES, Architecture, ArchConfig, build_model, check_x4
+from spaces.resolve import ModelOptions, resolve_architecture
 
 SCHEDULES = ("cosine", "halving")
 LOSS_CHECK_EVERY = 10  # steps between reads of the loss (each read waits for the GPU)
@@ -155,7 +157,7 @@ class NonFiniteError(FloatingPointError):
     """The loss or the model's output became NaN or infinite."""
 
 
-def train(config: ArchConfig, *, data: SRDataset, budget: str | Budget = "quick", seed: int = 0,
+def train(config: Architecture, *, data: SRDataset, budget: str | Budget = "quick", seed: int = 0,
           device: str | torch.device | None = None, checkpoint_callback: CheckpointCallback | None = None,
           progress: bool = False, amp: bool = True, channels_last: bool = True,
           workers: int | None = None) -> ProxyResult:
@@ -348,7 +350,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _ArgumentParser(description="Proxy-train one x4 SR architecture and write model.pth, config.json "
                                          "and metrics.json.")
     parser.add_argument("--arch", required=True,
-                        help=f"a reference ({', '.join(REFERENCES)}) or an ArchConfig JSON file")
+                        help=f"a reference ({', '.join(REFERENCES)}), an ArchConfig JSON file, a model file "
+                             "path/to/models/x.py:Factory (its code runs), or EDITION:ID with --kit")
+    parser.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits) for EDITION:ID")
+    parser.add_argument("--model-args", help="a model file's constructor arguments as JSON")
+    parser.add_argument("--data-range", type=float, help="a model file's data range: 1 (default) or 255")
     parser.add_argument("--data", help="a DIV2K folder (default: the embedded scikit-image photographs)")
     parser.add_argument("--train-limit", type=int, help="use the first N training images of --data")
     parser.add_argument("--valid-limit", type=int, help="use the first N validation images of --data")
@@ -366,14 +372,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _load_arch(arch: str) -> tuple[str, ArchConfig]:
-    """(label, config) of a reference name or a config JSON file."""
-    if arch in REFERENCES:
-        return arch, get_reference(arch)
-    path = Path(arch)
-    if path.suffix != ".json" and not path.exists():
-        raise ValueError(f"unknown arch {arch!r}; use one of {', '.join(REFERENCES)} or an ArchConfig .json file")
-    return path.stem, ArchConfig.load(path)
+def _load_arch(args: argparse.Namespace) -> tuple[str, Architecture]:
+    """(label, architecture) of --arch: a reference, a config JSON, a model file or a kit entry."""
+    label, arch = resolve_architecture(args.arch, options=ModelOptions(kit=args.kit, model_args=args.model_args,
+                                                                       data_range=args.data_range))
+    check_x4(build_model(arch), label=label)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label), arch
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -390,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         _check_counts(args)
-        label, config = _load_arch(args.arch)
+        label, config = _load_arch(args)
         budget = get_budget(args.budget, iterations=args.iterations, batch_size=args.batch_size,
                             lr_patch=args.patch, lr=args.lr)
         device = resolve_device(args.device)
@@ -411,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     bicubic = bicubic_baseline_psnr(data)
-    (out / "config.json").write_text(config.to_json() + "\n")
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     metrics = {"arch": label, **result.to_dict(), "bicubic_psnr": bicubic, "config": config.to_dict()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if result.state_dict is None:

@@ -116,12 +116,17 @@ class ModelFile:
 
     def load(self) -> nn.Module:
         """The module with its trained weights (`weights` must be set), in eval mode."""
+        model = self.build()
         if not self.weights:
             raise ModelFileError(f"{self.label} has no weights; give a checkpoint (--weights)")
-        model = self.build()
         inner = model.model if isinstance(model, DataRange) else model
         state = self.state_dict()
-        result = inner.load_state_dict(state, strict=False)
+        try:
+            result = inner.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # shapes that differ: torch lists them one per line
+            mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+            raise ModelFileError(f"{self.label}: weights {self.weights} do not fit the model: "
+                                 f"{len(mismatches)} shape mismatch(es), e.g. {(mismatches or [''])[0]}") from None
         if self.strict and (result.missing_keys or result.unexpected_keys):
             raise ModelFileError(f"{self.label}: weights {self.weights} do not fit the model: "
                                  f"{_key_summary('missing', result.missing_keys)}"
