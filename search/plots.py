@@ -230,15 +230,17 @@ def _add_guides(figure: go.Figure, metric: str, *, col: int, floor: PsnrFloor) -
     """The constraint lines of the panel: PSNR floor, IMDN's latency, the params limit."""
     if math.isfinite(floor.proxy_floor):
         figure.add_hline(y=floor.proxy_floor, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
-                         label=dict(text=_floor_text(floor), textposition="start", font=dict(size=11)))
+                         label=dict(text=_floor_text(floor), textposition="start", yanchor="top",
+                                    font=dict(size=11)))
     limits = {"latency_ratio": (1.0, "IMDN latency"), "params": (IMDN_PARAMS, f"params limit ({IMDN_PARAMS:,})")}
     if metric in limits:
         x, text = limits[metric]
-        # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes. At the
-        # bottom, left of the line: the floor's label sits at the panel's left end, the references above their points.
+        # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes. Written
+        # above the plot area, ending at the line: clear of the points, of the references' labels (above their
+        # points) and of the floor's label (under the floor line, at the panel's left end).
         figure.add_vline(x=x, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
-                         label=dict(text=text, textposition="start", textangle=-90, xanchor="right",
-                                    font=dict(size=11)))
+                         label=dict(text=text, textposition="end", textangle=0, xanchor="right", yanchor="bottom",
+                                    padding=4, font=dict(size=11)))
 
 
 def _focus_range(columns: list[pd.Series], *, log: bool, pad: float = 0.08) -> list[float] | None:

@@ -67,7 +67,7 @@ def write_report(*, study: optuna.Study, settings: SearchSettings, budget: Budge
     ]
     done = int(frame["state"].isin(["COMPLETE", "PRUNED"]).sum())
     summary = (f"track <b>{escape(track.name)}</b>, space {escape(settings.space)}, sampler {escape(settings.sampler)}, "
-               f"seed {settings.seed}; {done} of {settings.trials} trials done, "
+               f"seed {settings.seed}; {done} trials done, "
                f"{int(frame['feasible'].sum())} feasible; winner "
                + (f"<b>trial #{winner}</b>" if winner is not None else "none yet")
                + f"; written {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -200,7 +200,8 @@ def _measurement_html(study: optuna.Study, settings: SearchSettings, budget: Bud
         ("versions", f"toolkit {toolkit_version()}, torch {torch.__version__}, optuna {optuna.__version__}, "
                      f"plotly {plotly.__version__}, Python {platform.python_version()}"),
     ]
-    return _table(["figure", "how"], [f"<tr><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for a, b in rows])
+    return _table(["figure", "how"], [f"<tr><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for a, b in rows],
+                  css="text")
 
 
 def _files_html(run_dir: Path, *, track: Track) -> str:
@@ -221,9 +222,9 @@ def toolkit_version() -> str:
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
 
 
-def _table(head: list[str], rows: list[str]) -> str:
+def _table(head: list[str], rows: list[str], *, css: str = "") -> str:
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
-    return f'<div class="table"><table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return f'<div class="table"><table class="{css}"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -257,6 +258,7 @@ th, td {{ padding: 3px 10px; border-bottom: 1px solid #e4e4e4; text-align: right
 th {{ background: #f5f5f5; }}
 td:nth-child(2), td:nth-child(4) {{ text-align: left; }}
 tr.ref td {{ background: #f7f4ea; }}
+table.text td, table.text th {{ white-space: normal; text-align: left; }}
 .interval {{ color: #777; }}
 .arch-box {{ max-width: 100%; overflow-x: auto; }}
 svg.arch {{ width: 100%; min-width: 900px; height: auto; }}
