@@ -411,8 +411,7 @@ def reevaluate_front(settings: SearchSettings, study: optuna.Study, *, frame: pd
     if board.empty:
         return pd.DataFrame()
     header = [f"\nre-evaluating up to {settings.reeval_top} Pareto members and the references with "
-              f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget "
-              f"(at most {tail_seconds(settings, study) / 60:.1f} min with the reports and export):"]
+              f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget:"]
 
     def progress(line: str) -> None:
         while header:
