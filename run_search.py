@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-COMMANDS = ("search", "profile", "evaluate", "report", "export")
+# Each command and its one line in `--help`.
+COMMANDS = {
+    "search": "search architectures for a track (the default command: its options are listed above)",
+    "profile": "the challenge's model summary (params, FLOPs, activations, #conv, latency, memory) of any model",
+    "evaluate": "the kit's test_demo.py on one trained model: challenge PSNR, complexity, latency ratio, memory",
+    "report": "tables, plots and report.html of a stored study, without training anything",
+    "export": "standalone model files (torch only), weights, config, metrics and ONNX of a study's best trials",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,16 +66,25 @@ def shape(text: str) -> tuple[int, int, int]:
 EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
 
 
+def commands_help() -> str:
+    """The epilog of `run_search.py --help`: every command with its line (`run_search.py COMMAND --help`: its options)."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return "commands (run_search.py COMMAND --help for their options):\n" + "\n".join(lines)
+
+
 def search_parser() -> argparse.ArgumentParser:
     from search.settings import SAMPLERS, SearchSettings
     d = SearchSettings()
-    p = argparse.ArgumentParser(prog="run_search.py", description="Search x4 SR architectures for an NTIRE track.")
+    p = argparse.ArgumentParser(prog="run_search.py", description="Search x4 SR architectures for an NTIRE track.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=commands_help())
     p.add_argument("--edition", default=d.edition, help=EDITION_HELP)
     p.add_argument("--track", default=d.track, help="runtime (main) | complexity | overall")
     p.add_argument("--space", default=d.space, help="imdn | mixed")
     p.add_argument("--sampler", default=d.sampler, help=" | ".join(SAMPLERS))
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--trials", type=int, default=d.trials, help="trials in the study, references included")
+    p.add_argument("--trials", type=int, default=d.trials,
+                   help="trials in the study, the 4 references included (so 5 at least)")
     p.add_argument("--budget", default=d.budget, help="proxy training preset: smoke | quick | standard | full")
     p.add_argument("--iterations", type=int, help="override the budget's training steps")
     p.add_argument("--batch-size", type=int)
@@ -275,7 +291,7 @@ def study_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    return study_parser("report", "Tables, leaderboard and plots of a stored study.")
+    return study_parser("report", "Tables, leaderboard, plots and report.html of a stored study.")
 
 
 def export_parser() -> argparse.ArgumentParser:

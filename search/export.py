@@ -5,8 +5,13 @@ its 2023+ successors: a class in `models/<name>.py`, built with no arguments, wh
 sits in `model_zoo/<name>.pth` and is loaded with `strict=True`), so both folders drop into that
 repository. Beside them: `<name>.json` (configs), `<name>.metrics.json` and `<name>.onnx`.
 
-The model file inlines `spaces/network.py` (torch-only by design) and bakes in the inference config,
-so it never imports the toolkit and never holds training-time re-parameterisation branches.
+The model file inlines the parts of `spaces/network.py` (torch-only by design) that its network uses
+(search.export_source) and bakes in the inference config, so it never imports the toolkit and never
+holds training-time re-parameterisation branches. Each file is checked before it is written: built from
+its own text, it must give the toolkit model's output bit for bit.
+
+Exporting again what is already there (same config, same weights) leaves the files as they are
+(`ExportResult.unchanged`), so rerunning a finished search is harmless; anything else is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import inspect
 import json
 import keyword
 import logging
+import pickle
 import re
 import warnings
 from collections.abc import Iterator
@@ -31,6 +37,7 @@ import torch
 from torch import nn
 
 import spaces.network
+from search.export_source import prune_source, used_definitions
 from spaces import ArchConfig, build_model, inference_config, inference_form
 
 ONNX_OPSET = 18
@@ -39,7 +46,8 @@ _ALLOWED_IMPORTS = frozenset({"__future__", "torch", "torch.nn", "torch.nn.funct
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What one export wrote. `onnx` is None when no exporter succeeded; `onnx_error` says why."""
+    """What one export wrote. `onnx` is None when no exporter succeeded; `onnx_error` says why.
+    `unchanged`: the same export was already there and nothing was written."""
 
     name: str
     class_name: str
@@ -50,6 +58,7 @@ class ExportResult:
     metrics_json: Path
     onnx: Path | None
     onnx_error: str | None
+    unchanged: bool = False
 
 
 def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tensor], metrics: dict[str, Any],
@@ -58,9 +67,10 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
     """Write the standalone model file, weights, config and metrics JSON and ONNX of one trained network.
 
     `state_dict` is the trained `build_model(config)`'s (or already its inference form); re-parameterised
-    convs are fused first, so the files describe `inference_config(config)`. Nothing is overwritten: an
-    existing target raises FileExistsError before anything is written, and a failure while writing removes
-    what was written.
+    convs are fused first, so the files describe `inference_config(config)`. Nothing is overwritten: when the
+    config JSON and weights already there hold the same config and weights, nothing is written and the result
+    says `unchanged`; any other existing target raises FileExistsError before anything is written. A failure
+    while writing removes what was written.
     A failed ONNX export is recorded in the result and the metrics JSON instead of raising;
     `onnx_input_shape=None` skips ONNX (it is the slow part: seconds per network).
     """
@@ -78,10 +88,6 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
         "metrics_json": out_dir / f"{module_name}.metrics.json",
         "onnx": out_dir / f"{module_name}.onnx",
     }
-    for path in paths.values():
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; refusing to overwrite an export")
-
     plain_config = inference_config(config)
     model = build_model(plain_config).eval()
     if state_dict.keys() != model.state_dict().keys():  # the training form: fuse its re-parameterised convs
@@ -90,16 +96,27 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
     _loaded(model, state_dict, config=plain_config)
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     params = sum(p.numel() for p in model.parameters())
-    source = _network_source()
-    class_name = _class_name(module_name, taken=_top_level_names(source) | set(dir(builtins)))
+    existing = [path for path in paths.values() if path.exists()]
+    if existing:
+        stored = _stored_export(paths, config=config, weights=weights)
+        if stored is None:
+            raise FileExistsError(f"{existing[0]} already exists; refusing to overwrite an export")
+        class_name, onnx_error = stored
+        return ExportResult(name=module_name, class_name=class_name, params=params, model_file=paths["model_file"],
+                            weights=paths["weights"], config_json=paths["config_json"],
+                            metrics_json=paths["metrics_json"], onnx=None if onnx_error else paths["onnx"],
+                            onnx_error=onnx_error, unchanged=True)
+    library = _network_source()
+    class_name = _class_name(module_name, taken=_top_level_names(library) | set(dir(builtins)))
+    text = _model_file(source=_network_source_for(plain_config, library), config=plain_config,
+                       class_name=class_name, module_name=module_name, params=params, from_rep_conv=config.rep_conv)
+    _check_model_file(text, class_name=class_name, model=model, weights=weights)
 
     written: list[Path] = []
     try:
         for path in paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(paths["model_file"], _model_file(
-            source=source, config=plain_config, class_name=class_name, module_name=module_name,
-            params=params, from_rep_conv=config.rep_conv), written)
+        _write_text(paths["model_file"], text, written)
         written.append(paths["weights"])
         torch.save(weights, paths["weights"])
         _write_text(paths["config_json"], json.dumps(
@@ -140,6 +157,35 @@ def load_exported(model_file: Path, weights: Path) -> nn.Module:
     model = classes[-1]()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     return model.eval()
+
+
+def _stored_export(paths: dict[str, Path], *, config: ArchConfig,
+                   weights: dict[str, torch.Tensor]) -> tuple[str, str | None] | None:
+    """(class name, ONNX error) of the export at `paths` when it is complete (model file, weights, config and
+    metrics JSON) and holds `config` with exactly `weights`; else None."""
+    try:
+        stored_config = json.loads(paths["config_json"].read_text())["config"]
+        export = json.loads(paths["metrics_json"].read_text())["export"]
+        record = (export["class"], export["onnx"]["error"])
+        stored = torch.load(paths["weights"], map_location="cpu", weights_only=True)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+    same = (paths["model_file"].is_file() and stored_config == config.to_dict() and stored.keys() == weights.keys()
+            and all(torch.equal(stored[key], value) for key, value in weights.items()))
+    return record if same else None
+
+
+def _check_model_file(text: str, *, class_name: str, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Build the model file's class from `text`, load `weights` strictly and compare its output with `model`'s
+    bit for bit: a cut-down library that lost something the network needs fails here, before any writing."""
+    namespace: dict[str, Any] = {"__name__": "exported_model_check"}
+    exec(compile(text, "<exported model file>", "exec"), namespace)  # noqa: S102 - our own generated source
+    exported = namespace[class_name]().eval()
+    exported.load_state_dict(weights, strict=True)
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        if not torch.equal(exported(x), model(x)):
+            raise RuntimeError("the exported model file does not reproduce the toolkit's model (export_source bug)")
 
 
 def _loaded(model: nn.Module, state_dict: dict[str, torch.Tensor], *, config: ArchConfig) -> nn.Module:
@@ -184,6 +230,19 @@ def _network_source() -> str:
     return text.strip("\n") + "\n"
 
 
+def _network_source_for(config: ArchConfig, library: str) -> str:
+    """`library` (spaces/network.py) cut down to the definitions that `config`'s network uses."""
+    x = torch.rand(1, 3, 16, 16)
+
+    def build_and_run() -> nn.Module:
+        model = build_model(config).eval()
+        with torch.no_grad():
+            model(x)
+        return model
+
+    return prune_source(library, keep=used_definitions(build_and_run, module=spaces.network))
+
+
 def _top_level_names(source: str) -> set[str]:
     names = {"CONFIG"}
     for node in ast.parse(source).body:
@@ -201,7 +260,7 @@ def _model_file(*, source: str, config: ArchConfig, class_name: str, module_name
     fused = " (the trained network's re-parameterised convs fused into plain convs)" if from_rep_conv else ""
     header = f'''"""{class_name}: an x4 super-resolution network exported by the NAS toolkit (search/export.py).
 
-Standalone: imports torch only. Config: {config.describe()}.
+Standalone: imports torch only, and holds only the definitions this network uses. Config: {config.describe()}.
 Parameters: {params:,}{fused}.
 Input and output: RGB in [0, 1] (data_range 1.0 in the NTIRE test_demo.py), output 4x the input size.
 

@@ -1,7 +1,9 @@
 """Plots of one track's search: Pareto scatters, optimisation history, parallel coordinates.
 
 Figures are drawn from the trials table (search.report) and the references' measurements, so they can
-be redrawn from storage at any time. The HTML files share one plotly.min.js written beside them
+be redrawn from storage at any time. They take the width of the page (no fixed width) and open on the
+region that matters: the axes span the feasible trials, the front and the references (pruned and failed
+trials are one legend click away, infeasible ones one autoscale away). The HTML files share one plotly.min.js written beside them
 (`include_plotlyjs="directory"`): small files that still open offline.
 """
 
@@ -104,6 +106,8 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
         for category, rows in categories.items():
             rows = rows[rows[metric].notna()]
             figure.add_trace(_scatter(rows, metric, name=category, showlegend=legend), row=1, col=col)
+        axis_type = _axis_type(frame, refs, metric)
+        focus = [categories[FRONT], categories[FEASIBLE], refs]
         step = _front_2d(categories[FRONT], metric)
         figure.add_trace(go.Scatter(x=step[metric], y=step["psnr"], mode="lines", line_shape="hv",
                                     line=dict(color=_STYLE[FRONT]["color"], width=1.5), name=f"{FRONT} (step)",
@@ -113,14 +117,15 @@ def pareto_figure(*, trials: pd.DataFrame, references: pd.DataFrame, track: Trac
                 figure.add_trace(_reference_marker(ref, metric, symbol=_REFERENCE_SYMBOLS[i % len(_REFERENCE_SYMBOLS)],
                                                    showlegend=legend), row=1, col=col)
         _add_guides(figure, metric, col=col, guides=_guides(track, limits, baseline))
-        figure.update_xaxes(title_text=LABELS.get(metric, metric), type=_axis_type(frame, refs, metric),
-                            row=1, col=col)
+        figure.update_xaxes(title_text=LABELS.get(metric, metric), type=axis_type, row=1, col=col,
+                            range=_focus_range([f[metric] for f in focus], log=axis_type == "log"))
+    figure.update_yaxes(range=_focus_range([f["psnr"] for f in focus], log=False))
     figure.update_yaxes(title_text=LABELS["psnr"], row=1, col=1)
     unplotted = int((~_measured(frame) & frame["state"].ne("RUNNING")).sum())
     note = f"{len(frame)} trials" + (f", {unplotted} without a measured PSNR not shown" if unplotted else "")
     figure.update_layout(title=dict(text=f"{title}: Pareto front", subtitle=dict(text=note)),
                          template="plotly_white", hovermode="closest", legend=dict(orientation="h", y=-0.2),
-                         height=560, width=560 * len(metrics) + 120)
+                         height=560, autosize=True, margin=dict(t=90))
     return figure
 
 
@@ -129,7 +134,8 @@ def history_figure(*, trials: pd.DataFrame, track: Track, title: str) -> go.Figu
     frame = _complete(trials).sort_values("number")
     primary = track.ranked_by[0]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
-    for category, rows in _categories(frame, drawn_as_reference=set()).items():
+    categories = _categories(frame, drawn_as_reference=set())
+    for category, rows in categories.items():
         figure.add_trace(_scatter(rows, "number", name=category, showlegend=True), secondary_y=False)
     feasible = frame["state"].eq("COMPLETE") & frame["feasible"].eq(True)
     best = frame[primary].where(feasible).cummin().ffill()  # held to the last trial
@@ -140,8 +146,11 @@ def history_figure(*, trials: pd.DataFrame, track: Track, title: str) -> go.Figu
     figure.update_xaxes(title_text="trial number")
     figure.update_yaxes(title_text=LABELS["psnr"], secondary_y=False)
     figure.update_yaxes(title_text=best_label, secondary_y=True, showgrid=False)
+    focus = [rows["psnr"] for name, rows in categories.items() if name in (FRONT, FEASIBLE)]
+    figure.update_yaxes(range=_focus_range([frame.loc[frame["reference"].ne(""), "psnr"], *focus], log=False),
+                        secondary_y=False)
     figure.update_layout(title=f"{title}: optimisation history", template="plotly_white",
-                         hovermode="closest", legend=dict(orientation="h", y=-0.2), height=520, width=1000)
+                         hovermode="closest", legend=dict(orientation="h", y=-0.2), height=520, autosize=True)
     return figure
 
 
@@ -158,8 +167,10 @@ def parallel_figure(*, trials: pd.DataFrame, track: Track, title: str) -> go.Fig
                   colorbar=dict(tickvals=[0.25, 0.75], ticktext=["infeasible", "feasible"], len=0.4)),
     ))
     note = f"{len(rows)} completed trials ({int(feasible.sum())} feasible)"
-    figure.update_layout(title=dict(text=f"{title}: parallel coordinates",
-                                    subtitle=dict(text=note)), height=520, width=200 * len(metrics) + 200)
+    # Parallel coordinates draw their axis titles above the plot area: the top margin keeps the title's
+    # subtitle clear of them.
+    figure.update_layout(title=dict(text=f"{title}: parallel coordinates", subtitle=dict(text=note), y=0.97),
+                         height=560, autosize=True, margin=dict(t=150, l=80, r=80))
     return figure
 
 
@@ -193,7 +204,7 @@ def _measured(frame: pd.DataFrame) -> pd.Series:
 
 def _scatter(rows: pd.DataFrame, x: str, *, name: str, showlegend: bool) -> go.Scatter:
     return go.Scatter(x=rows[x], y=rows["psnr"], mode="markers", name=name, legendgroup=name, showlegend=showlegend,
-                      marker=_STYLE[name], hovertext=[_hover(row) for _, row in rows.iterrows()],
+                      marker=_STYLE[name], visible="legendonly" if name == STOPPED else True, hovertext=[_hover(row) for _, row in rows.iterrows()],
                       hovertemplate="%{hovertext}<extra></extra>")
 
 
@@ -226,9 +237,23 @@ def _add_guides(figure: go.Figure, metric: str, *, col: int,
     no line on the proxy axis: the verdict reads the whole proxy curve, so feasibility is shown by colour."""
     if metric in guides:
         x, text = guides[metric]
-        # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes.
+        # A shape's label, not add_vline's annotation: annotations take log10 coordinates on log axes. Written
+        # above the plot area, ending at the line: clear of the points and of the references' labels.
         figure.add_vline(x=x, line=_GUIDE, row=1, col=col, exclude_empty_subplots=False,
-                         label=dict(text=text, textposition="end", textangle=-90, font=dict(size=11)))
+                         label=dict(text=text, textposition="end", textangle=0, xanchor="right", yanchor="bottom",
+                                    padding=4, font=dict(size=11)))
+
+
+def _focus_range(columns: list[pd.Series], *, log: bool, pad: float = 0.08) -> list[float] | None:
+    """An axis range over the values of `columns` with `pad` of the span on each side (log10 units on a log
+    axis, as plotly wants them); None (autorange) when they hold no finite value."""
+    values = pd.concat([pd.Series(c, dtype=float) for c in columns], ignore_index=True)
+    values = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if values.empty:
+        return None
+    low, high = (np.log10(values.min()), np.log10(values.max())) if log else (values.min(), values.max())
+    margin = pad * (high - low) if high > low else max(abs(high) * 0.01, 0.05)
+    return [float(low - margin), float(high + margin)]
 
 
 def _axis_type(frame: pd.DataFrame, refs: pd.DataFrame, metric: str) -> str:

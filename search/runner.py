@@ -34,12 +34,16 @@ from search.plots import write_plots
 from search.reevaluate import reevaluate
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
 from search.settings import SearchSettings
-from search.study import done_trials, make_storage, open_study
+from search.report_html import write_report
+from search.study import REFERENCES, done_trials, make_storage, open_study, prepare_storage_folder, reference_records
 from search.tracks import get_track
 from spaces import ArchConfig
 
 Printer = Callable[[str], None]
 MAX_FAILURES_IN_A_ROW = 5
+# Seconds that the reports, plots and export (ONNX included) take after the trials and the re-evaluation:
+# about 15 s on the default run on 2 CPU cores.
+REPORT_AND_EXPORT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
 
 def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
+    check_trial_count(settings.trials)
     settings = settings.replace(device=str(resolve_device(settings.device)))
     resolve_dtype(settings.dtype, torch.device(settings.device))  # e.g. bf16 on a GPU that only emulates it
     budget = budget_of(settings)
@@ -82,6 +87,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     # bad data is refused before a study is created for it
     data = load_dataset(settings.data, valid_limit=settings.valid_limit)
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
+    created = prepare_storage_folder(settings.storage_url)
     started = time.monotonic()
     try:
         study = open_study(settings)
@@ -93,7 +99,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
         say(f"  {done} of {settings.trials} trials done; budget {budget.name} ({budget.iterations} steps, batch "
             f"{budget.batch_size}, LR patch {budget.lr_patch}, lr {budget.lr:g}), "
             f"device {settings.device}, {settings.workers} worker(s)")
-        say(f"  storage {settings.storage_url}")
+        say(f"  storage {settings.storage_url}" + (f" (folder {created} created)" if created else ""))
         if done < settings.trials:
             if settings.workers == 1:
                 optimize(settings, study, say=say, data=data)
@@ -105,6 +111,14 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
         say(f"interrupted after {time.monotonic() - started:.0f} s; completed trials are stored (a trial that "
             f"was running is marked failed). Rerun the same command to resume.")
         raise
+
+
+def check_trial_count(trials: int) -> None:
+    """--trials counts the references, the study's first trials: it must leave room for one candidate at least."""
+    if trials <= len(REFERENCES):
+        raise ValueError(f"--trials {trials} leaves no room for a candidate: the first {len(REFERENCES)} trials of a "
+                         f"study are the references ({', '.join(REFERENCES)}); give --trials {len(REFERENCES) + 1} "
+                         f"or more")
 
 
 def check_output_folder(run_dir: Path) -> None:
@@ -137,8 +151,9 @@ def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, dat
     def report(study: optuna.Study, trial: FrozenTrial) -> None:
         durations.append(trial.duration.total_seconds() if trial.duration else 0.0)
         done = done_trials(study)
+        trials_left_s = max(0, target - done) * sum(durations) / len(durations) / settings.workers
         say(progress_line(trial, done=done, target=target, settings=settings, study=study,
-                          eta_s=(target - done) * sum(durations) / len(durations) / settings.workers))
+                          eta_s=trials_left_s + tail_seconds(settings, study)))
         if trial.state == TrialState.FAIL:
             failures.append(trial.user_attrs.get("fail_reason", ""))
         else:
@@ -225,30 +240,40 @@ class _NoTraceback(logging.Filter):
 
 def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: SearchSettings, study: optuna.Study,
                   eta_s: float) -> str:
+    """One line per trial, in fixed-width columns (a missing figure leaves its column blank); what explains the
+    state (cut before training, duplicate, failure reason) comes last, so it never shifts the columns."""
     attrs = trial.user_attrs
     name = attrs.get("reference") or attrs.get("label", "")
     psnr = attrs.get("psnr")
     state = trial.state.name.lower()
     if trial.state == TrialState.COMPLETE and trial.constraints:
         state = "feasible" if all(v <= 0 for v in trial.constraints.values()) else "infeasible"
+    notes = []
     if attrs.get("duplicate_of") is not None:
-        state += f" (same as #{attrs['duplicate_of']})"
+        notes.append(f"same as #{attrs['duplicate_of']}")
     if attrs.get("cut_before_training"):
-        state += f" (cut: {', '.join(attrs['cut_before_training'])})"
-    best = best_feasible(study, settings)
-    parts = [f"[{done}/{target}] #{trial.number} {state:<12} {name[:48]:<48}"]
-    if "latency_ratio" in attrs:
-        parts.append(f"lat {attrs['latency_ratio']:.2f}x")
-    if "params" in attrs:
-        parts.append(f"{attrs['params'] / 1e3:.0f}K")
-    if psnr is not None and attrs.get("trained", True):
-        parts.append(f"PSNR {psnr:.2f}")
-    elif psnr is not None:
-        parts.append("PSNR not measured")
+        notes.append(f"cut: {', '.join(attrs['cut_before_training'])}")
     if trial.state == TrialState.FAIL:
-        parts.append(attrs.get("fail_reason", "")[:80])
-    parts.append(f"best {best} | {trial.duration.total_seconds() if trial.duration else 0:.0f} s, ETA {eta_s / 60:.1f} min")
-    return "  ".join(parts)
+        notes.append(attrs.get("fail_reason", "")[:80])
+    width = len(str(target))
+    latency = f"lat {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else ""
+    params = f"{attrs['params'] / 1e3:.0f}K" if "params" in attrs else ""
+    measured = psnr is not None and attrs.get("trained", True)
+    duration = trial.duration.total_seconds() if trial.duration else 0.0
+    columns = [f"[{done:>{width}}/{target}]", f"#{trial.number:<{width + 1}}", f"{state:<10}", f"{name[:48]:<48}",
+               f"{latency:<10}", f"{params:>6}", f"PSNR {psnr:5.2f}" if measured else f"{'PSNR -':<10}",
+               f"best {best_feasible(study, settings):<28}", f"| {duration:4.0f} s, ETA {eta_s / 60:5.1f} min"]
+    return "  ".join(columns + [f"({'; '.join(notes)})"] * bool(notes))
+
+
+def tail_seconds(settings: SearchSettings, study: optuna.Study) -> float:
+    """Seconds that follow the trials: the re-evaluation (each reference and each re-evaluated member trained
+    `reeval_seeds` more times at `reeval_budget` x the budget, timed like the references' training in this study),
+    the reports and the export."""
+    trainings = (len(REFERENCES) + settings.reeval_top) * settings.reeval_seeds if settings.reeval_top else 0
+    times = [record["train_seconds"] for record in reference_records(study).values() if "train_seconds" in record]
+    training_s = sum(times) / len(times) if times else 0.0
+    return trainings * settings.reeval_budget * training_s + REPORT_AND_EXPORT_S
 
 
 def best_feasible(study: optuna.Study, settings: SearchSettings) -> str:
@@ -338,7 +363,7 @@ def _worker_main(settings: SearchSettings, env: dict[str, str], index: int) -> N
 
 
 def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
-    """Reports, plots, re-evaluation and export, from what the storage holds."""
+    """Reports, plots, re-evaluation and export, from what the storage holds; the report's path is said last."""
     edition = settings.rules
     track = get_track(settings.track, edition)
     study = optuna.load_study(study_name=settings.name, storage=make_storage(settings.storage_url))
@@ -349,22 +374,16 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
     say(f"\n{track.name} track: {int(frame['feasible'].sum())} feasible of {len(frame)} trials; leaderboard "
         f"({edition.name} score: {edition.ranking.describe()}; references beside the trials):")
     say(format_leaderboard(board))
-    reeval = pd.DataFrame()
-    if settings.reeval_top and settings.reeval_seeds and not board.empty:
-        say(f"\nre-evaluating up to {settings.reeval_top} Pareto members and the references with "
-            f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget:")
-        reeval = reevaluate(study, objective=make_objective(settings, study), frame=frame, track=track,
-                            board=board, progress=say)
-        if not reeval.empty:
-            path = settings.run_dir / "reevaluation.csv"
-            reeval.to_csv(path, index=False)
-            files.append(path)
-            say(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
-                        "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    reeval = reevaluate_front(settings, study, frame=frame, board=board, say=say)
+    reeval_csv = settings.run_dir / "reevaluation.csv"
+    if not reeval.empty and settings.reeval_top:
+        reeval.to_csv(reeval_csv, index=False)
+        files.append(reeval_csv)
     calibration = study.user_attrs.get("reevaluation_calibration" if not reeval.empty else "calibration")
-    if calibration:
-        predictor = PsnrPredictor.from_dict(calibration)
-        files += write_plots(trials=frame, references=references, track=track, limits=candidate.edition_limits(edition, floor=settings.floor), baseline=edition.baseline,
+    predictor = PsnrPredictor.from_dict(calibration) if calibration else None
+    if predictor is not None:
+        files += write_plots(trials=frame, references=references, track=track,
+                             limits=candidate.edition_limits(edition, floor=settings.floor), baseline=edition.baseline,
                              out_dir=settings.run_dir, title=f"{settings.name}: {track.name} track ({edition.name})")
         say(f"\nPSNR predictor: {predictor.describe()}; floor {predictor.floor:.2f} dB: feasible when the whole 80% "
             f"interval clears it, infeasible when it is all under, uncertain otherwise")
@@ -380,10 +399,40 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
         if settings.export_winner:
             files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
                                    artifacts_dir=settings.run_dir / "artifacts", say=say)
-    for path in files:
-        if path.suffix == ".html" and path.name.startswith("pareto"):
-            say(f"Pareto plot: {path}")
-    return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, files)
+    report = write_report(study=study, settings=settings, budget=budget_of(settings), track=track, frame=frame,
+                          board=board, reeval=reeval, predictor=predictor, winner=winner,
+                          out=settings.run_dir / "report.html")
+    say(f"\nreport: {report}")
+    return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, [*files, report])
+
+
+def reevaluate_front(settings: SearchSettings, study: optuna.Study, *, frame: pd.DataFrame, board: pd.DataFrame,
+                     say: Printer) -> pd.DataFrame:
+    """The re-evaluation table: computed (stored samples are read back, not trained again) when `reeval_top`
+    asks for one, else the one a previous run of this study wrote, if any. Its header is printed only above
+    something: a training, or the table."""
+    stored = settings.run_dir / "reevaluation.csv"
+    if not (settings.reeval_top and settings.reeval_seeds):
+        return pd.read_csv(stored) if stored.is_file() else pd.DataFrame()
+    if board.empty:
+        return pd.DataFrame()
+    header = [f"\nre-evaluating up to {settings.reeval_top} Pareto members and the references with "
+              f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget:"]
+
+    def progress(line: str) -> None:
+        while header:
+            say(header.pop())
+        say(line)
+
+    reeval = reevaluate(study, objective=make_objective(settings, study), frame=frame,
+                        track=get_track(settings.track, settings.rules), board=board, progress=progress)
+    if reeval.empty:
+        say("\nre-evaluation: nothing to re-evaluate (no sampled trial is on the feasible Pareto front)")
+    else:
+        progress(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
+                         "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False,
+                                                                                 float_format=lambda v: f"{v:.3f}"))
+    return reeval
 
 
 def choose_winner(board: pd.DataFrame, reeval: pd.DataFrame) -> tuple[int | None, str | None]:
@@ -428,8 +477,11 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
         result = export_architecture(config=ArchConfig.from_dict(trial.user_attrs["config"]), state_dict=state_dict,
                                      metrics={"study": study.study_name, "trial": number, **metrics},
                                      out_dir=out_dir, name=name)
-        say(f"exported trial #{number}: {result.model_file} (class {result.class_name}), {result.weights}"
-            + (f", {result.onnx}" if result.onnx else f"; ONNX failed: {result.onnx_error}"))
+        if result.unchanged:
+            say(f"export of trial #{number} unchanged: {result.model_file} and {result.weights} already hold it")
+        else:
+            say(f"exported trial #{number}: {result.model_file} (class {result.class_name}), {result.weights}"
+                + (f", {result.onnx}" if result.onnx else f"; ONNX failed: {result.onnx_error}"))
         written += [p for p in (result.model_file, result.weights, result.config_json, result.metrics_json,
                                 result.onnx) if p is not None]
     return written

@@ -45,12 +45,9 @@ class StorageError(ValueError):
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """SQLite/PostgreSQL/MySQL URLs -> RDBStorage with heartbeats; `journal:PATH` -> a journal file."""
+    prepare_storage_folder(url)
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
     for attempt in range(STORAGE_ATTEMPTS):
         try:
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
@@ -66,6 +63,23 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise StorageError(f"cannot open storage {_safe_url(url)}: {reason}") from None
     raise AssertionError("unreachable")
+
+
+def prepare_storage_folder(url: str) -> Path | None:
+    """Create the folder of a file storage (a `sqlite:///` or `journal:` URL) if it is missing, and return it;
+    None when there was nothing to create. A folder that cannot be created is a StorageError (one line)."""
+    prefix = next((p for p in ("journal:", "sqlite:///") if url.startswith(p)), None)
+    if prefix is None or url == "sqlite:///:memory:":
+        return None
+    folder = Path(url[len(prefix):]).parent
+    if folder.is_dir():
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"cannot create the folder {folder} of storage {_safe_url(url)}: "
+                           f"{error.strerror or error}") from None
+    return folder
 
 
 def _safe_url(url: str) -> str:

@@ -206,3 +206,18 @@ def test_the_command_line_exits_non_zero_without_traceback(run_cli, tmp_path, ti
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and fragment in done.stderr
     assert not results.exists()
+
+
+@pytest.mark.parametrize("trials", ["1", "4"])
+def test_trials_that_leave_no_room_for_a_candidate(capsys, results, tiny_div2k, trials):
+    code, err = run_main(capsys, *search_args(results, tiny_div2k, "--trials", trials))
+    assert_one_clear_line(code, err, f"--trials {trials} leaves no room for a candidate", "--trials 5 or more")
+    assert not results.exists()
+
+
+def test_a_storage_folder_that_cannot_be_created(capsys, results, tiny_div2k, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, err = run_main(capsys, *search_args(results, tiny_div2k, "--storage", f"sqlite:///{blocker}/sub/x.db"))
+    assert_one_clear_line(code, err, f"cannot create the folder {blocker}/sub of storage")
+    assert blocker.read_text() == "" and not results.exists()

@@ -76,7 +76,7 @@ def test_kill_9_mid_trial_then_rerun_resumes(start_cli, run_cli, search_args, tm
     reference_trials = [t for t in trials if "reference" in t.user_attrs]
     assert sorted(t.user_attrs["reference"] for t in reference_trials) == sorted(REFERENCES)
     assert all(t.number < len(REFERENCES) and t.state == TrialState.COMPLETE for t in reference_trials)
-    rerun_trials = [int(n) for n in re.findall(r"^\[\d+/6\] #(\d+) ", rerun.stdout, flags=re.M)]
+    rerun_trials = [int(n) for n in re.findall(r"^\[\s*\d+/6\]\s+#(\d+)\s", rerun.stdout, flags=re.M)]
     assert len(rerun_trials) == 6 - len(done(list(before.values())))  # the rerun ran what was missing
     assert min(rerun_trials) > victim.number  # candidates only: no reference again
 

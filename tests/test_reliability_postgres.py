@@ -133,7 +133,7 @@ def test_two_workers_share_one_study_in_postgres(postgres_url, start_cli, search
         record = study.user_attrs[f"reference:{trial.user_attrs['reference']}"]
         assert record["weights_artifact"] == trial.user_attrs["weights_artifact"]  # measured in that trial
     reported = collections.Counter(int(number) for output in outputs
-                                   for number in re.findall(r"^\[\d+/\d+\] #(\d+) ", output, flags=re.M))
+                                   for number in re.findall(r"^\[\s*\d+/\d+\]\s+#(\d+)\s", output, flags=re.M))
     assert [reported[t.number] for t in reference_trials] == [1] * len(REFERENCES)  # one worker ran each
     assert study.user_attrs["settings"]["track"] == "runtime"
 

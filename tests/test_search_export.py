@@ -239,3 +239,43 @@ def test_accepts_the_fused_form_and_rejects_a_state_dict_of_another_network(tmp_
         export_architecture(config=config, state_dict=build_model(CASES["rlfn"]).state_dict(), metrics={},
                             out_dir=tmp_path, name="other", onnx_input_shape=None)
     assert "\n" not in str(error.value) and not (tmp_path / "other.json").exists()
+
+
+def test_a_plain_imdb_export_holds_only_the_classes_it_uses(exported, tmp_path):
+    result = exported["runs"]["imdn"]["result"]
+    tree = ast.parse(result.model_file.read_text())
+    defined = {node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    assert {"IMDB", "SRNet", result.class_name} <= defined
+    assert not defined & {"RepConv", "EnhancedSpatialAttention", "ContrastChannelAttention", "RFDB", "RLFB", "SPAB",
+                          "fuse_rep_convs", "three_convs"}
+    assert "RepConv" not in result.model_file.read_text() and "F." not in result.model_file.read_text()
+    # As the kit loads it: a fresh process, the file by path, strict state_dict loading.
+    loaded = load_exported(result.model_file, result.weights)
+    with torch.no_grad():
+        assert torch.equal(loaded(exported["input"]), exported["runs"]["imdn"]["reference"])
+    assert len(result.model_file.read_text().splitlines()) < 180
+
+
+def test_an_esa_export_keeps_esa_and_drops_the_other_attention(exported):
+    text = exported["runs"]["rfdn"]["result"].model_file.read_text()
+    assert "class EnhancedSpatialAttention" in text and "class RFDB" in text
+    assert "class ContrastChannelAttention" not in text and "class IMDB" not in text
+
+
+def test_exporting_the_same_network_again_leaves_the_files_as_they_are(tmp_path):
+    config = CASES["rlfn"]
+    torch.manual_seed(3)
+    state_dict = build_model(config).state_dict()
+    first = export_architecture(config=config, state_dict=state_dict, metrics={"psnr": 1.0}, out_dir=tmp_path,
+                                name="again", onnx_input_shape=None)
+    files = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in tmp_path.rglob("*") if path.is_file()}
+    second = export_architecture(config=config, state_dict=state_dict, metrics={"psnr": 2.0}, out_dir=tmp_path,
+                                 name="again", onnx_input_shape=None)
+    assert second.unchanged and not first.unchanged
+    assert (second.model_file, second.class_name, second.onnx) == (first.model_file, first.class_name, None)
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in tmp_path.rglob("*") if path.is_file()} \
+        == files
+    changed = {key: value + 1 if key.endswith("conv4.bias") else value for key, value in state_dict.items()}
+    with pytest.raises(FileExistsError, match="refusing to overwrite an export"):
+        export_architecture(config=config, state_dict=changed, metrics={}, out_dir=tmp_path, name="again",
+                            onnx_input_shape=None)

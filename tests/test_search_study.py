@@ -97,7 +97,7 @@ def test_resume_adds_trials_without_recomputing_the_references(tmp_path):
 
 
 def test_report_and_export_commands_read_the_stored_study(tmp_path, capsys):
-    settings = settings_for(tmp_path, trials=4)
+    settings = settings_for(tmp_path, trials=5)
     run(settings, say=lambda line: None)
     results = str(tmp_path / "results")
     assert run_search.main(["report", "--study", settings.name, "--results", results]) == 0
