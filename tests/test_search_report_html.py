@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from search.calibration import fit_psnr_floor
+from search.calibration import CalibrationPoint, ProxyRun, fit_predictor
 from search.report import leaderboard, references_frame, trials_frame
 from search.report_html import write_report
 from search.settings import SearchSettings
@@ -28,21 +28,31 @@ from spaces import ArchConfig, get_reference
 from train_proxy import get_budget
 
 RUNTIME = TRACKS["runtime"]
-FLOOR = fit_psnr_floor(points={"imdn": (23.2, 29.13), "rfdn": (22.7, 29.04), "rlfn": (22.4, 29.0)})
 REFERENCE_POINTS = {"imdn": (23.2, 1.0, 893_936), "rfdn": (22.7, 0.76, 433_448), "rlfn": (22.4, 0.34, 317_218)}
 # (label, proxy PSNR, latency ratio, params, state); the first sampled trial wins.
 CANDIDATES = [("fast", 22.6, 0.30, 200_000, TrialState.COMPLETE), ("slow", 23.0, 0.80, 600_000, TrialState.COMPLETE),
               ("weak", 21.2, 0.20, 150_000, TrialState.COMPLETE), ("stopped", 20.1, 0.50, 300_000, TrialState.PRUNED)]
 
 
-def _study(*, intervals: bool) -> optuna.Study:
+def curve(psnr: float) -> list[list[float]]:
+    return [[0, 12.0], [6, psnr - 1.0], [12, psnr]]
+
+
+PUBLISHED = {"imdn": 29.13, "rfdn": 29.04, "rlfn": 29.00}
+PREDICTOR = fit_predictor([CalibrationPoint(name, ProxyRun(tuple(map(tuple, curve(psnr))), params), PUBLISHED[name],
+                                            published=PUBLISHED[name]) for name, (psnr, _, params) in
+                           REFERENCE_POINTS.items()], floor=29.0, features="proxy")
+
+
+def _study() -> optuna.Study:
     study = optuna.create_study(directions=RUNTIME.directions)
-    study.set_user_attr("calibration", FLOOR.to_dict())
+    study.set_user_attr("calibration", PREDICTOR.to_dict())
     for name, (psnr, latency, params) in REFERENCE_POINTS.items():
         config = get_reference(name)
         record = {"config": config.to_dict(), "label": config.describe(), "psnr": psnr, "latency_ratio": latency,
                   "params": params, "flops_g": params / 15_000, "memory_mb": 4.0, "trained": True,
-                  "psnr_predicted": FLOOR.predict(psnr), "reference": name, "memory_method": "cpu estimate",
+                  "psnr_predicted": PUBLISHED[name], "psnr_low": PUBLISHED[name], "psnr_high": PUBLISHED[name],
+                  "verdict": "feasible", "psnr_curve": curve(psnr), "reference": name, "memory_method": "cpu estimate",
                   "latency_settings": {"device_name": "test CPU", "dtype": "fp32", "input_shape": [1, 3, 24, 36],
                                        "repeats": 10, "warmup": 3, "threads": 1, "timer": "perf_counter"}}
         study.set_user_attr(f"reference:{name}", record)
@@ -50,36 +60,33 @@ def _study(*, intervals: bool) -> optuna.Study:
     for index, (label, psnr, latency, params, state) in enumerate(CANDIDATES):
         config = ArchConfig(block="rlfb", num_blocks=2 + index, channels=24, mid_channels=16,
                             attention="esa_slim", esa_channels=8)
-        predicted = FLOOR.predict(psnr)
         attrs = {"config": config.to_dict(), "label": label, "psnr": psnr, "latency_ratio": latency, "params": params,
-                 "flops_g": params / 15_000, "memory_mb": 2.0, "trained": True, "psnr_predicted": predicted}
-        if intervals:
-            attrs.update(psnr_low=predicted - 0.1, psnr_high=predicted + 0.1,
-                         verdict="feasible" if predicted - 0.1 >= 29.0 else "uncertain" if predicted + 0.1 >= 29.0
-                         else "infeasible")
+                 "flops_g": params / 15_000, "memory_mb": 2.0, "trained": True, "psnr_curve": curve(psnr),
+                 **PREDICTOR.predict(ProxyRun(tuple(map(tuple, curve(psnr))), params)).to_record()}
         _add(study, attrs, state=state)
     return study
 
 
 def _add(study: optuna.Study, attrs: dict, *, state: TrialState) -> None:
     system = {"constraints:params": float(attrs["params"] - 893_936),
-              "constraints:psnr": float(29.0 - attrs["psnr_predicted"])}
+              "constraints:psnr": float(29.0 - attrs["psnr_high"])}
     values = [attrs["latency_ratio"], attrs["psnr"]] if state == TrialState.COMPLETE else None
     study.add_trial(create_trial(state=state, values=values, user_attrs=attrs, system_attrs=system))
 
 
-def _report(tmp_path: Path, *, intervals: bool = True) -> Path:
-    study = _study(intervals=intervals)
+def _report(tmp_path: Path) -> Path:
+    study = _study()
+    settings = SearchSettings(study_name="study", results=str(tmp_path / "results"), trials=7)
     frame = trials_frame(study, RUNTIME)
-    board = leaderboard(frame, references_frame(study), RUNTIME)
+    board = leaderboard(frame, references_frame(study), RUNTIME, edition=settings.rules)
     run_dir = tmp_path / "results" / "study"
     for name in ("trials.csv", "leaderboard_runtime.csv"):
         (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / name).write_text("x\n")
-    settings = SearchSettings(study_name="study", results=str(tmp_path / "results"), trials=7)
     winner = int(board.loc[board["name"] == "trial", "number"].iloc[0])
     return write_report(study=study, settings=settings, budget=get_budget("smoke"), track=RUNTIME, frame=frame,
-                        board=board, reeval=pd.DataFrame(), floor=FLOOR, winner=winner, out=run_dir / "report.html")
+                        board=board, reeval=pd.DataFrame(), predictor=PREDICTOR, winner=winner,
+                        out=run_dir / "report.html")
 
 
 def test_the_report_is_one_offline_page_with_every_section(tmp_path):
@@ -101,10 +108,10 @@ def test_the_report_is_one_offline_page_with_every_section(tmp_path):
     assert '<svg class="arch"' in text and "RLFB" in text
 
 
-def test_the_report_works_with_todays_predictor_attributes(tmp_path):
-    text = _report(tmp_path, intervals=False).read_text()
-    assert "<th>verdict</th>" not in text and 'class="interval"' not in text
-    assert '<section id="calibration">' in text and "IMDN 23.200 -&gt; 29.13 dB" in text
+def test_the_calibration_section_shows_the_known_points_and_how_verdicts_are_reached(tmp_path):
+    text = html.unescape(_report(tmp_path).read_text())
+    assert '<section id="calibration">' in text and "known: reference" in text
+    assert "whole 80% interval clears 29.00 dB" in text and PREDICTOR.describe() in text
 
 
 # Collects page errors and console.error calls into an element that --dump-dom prints.
