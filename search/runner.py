@@ -35,7 +35,7 @@ from search.reevaluate import reevaluate
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
 from search.settings import SearchSettings
 from search.report_html import write_report
-from search.study import REFERENCES, done_trials, make_storage, open_study, prepare_storage_folder, reference_records
+from search.study import done_trials, make_storage, open_study, prepare_storage_folder, reference_records
 from search.tracks import get_track
 from spaces import ArchConfig
 
@@ -79,7 +79,7 @@ def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
 
 def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     """The main job: search until `settings.trials` trials are done, then report and export."""
-    check_trial_count(settings.trials)
+    check_trial_count(settings)
     settings = settings.replace(device=str(resolve_device(settings.device)))
     resolve_dtype(settings.dtype, torch.device(settings.device))  # e.g. bf16 on a GPU that only emulates it
     budget = budget_of(settings)
@@ -113,12 +113,13 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
         raise
 
 
-def check_trial_count(trials: int) -> None:
+def check_trial_count(settings: SearchSettings) -> None:
     """--trials counts the references, the study's first trials: it must leave room for one candidate at least."""
-    if trials <= len(REFERENCES):
-        raise ValueError(f"--trials {trials} leaves no room for a candidate: the first {len(REFERENCES)} trials of a "
-                         f"study are the references ({', '.join(REFERENCES)}); give --trials {len(REFERENCES) + 1} "
-                         f"or more")
+    references = settings.rules.references
+    if settings.trials <= len(references):
+        raise ValueError(f"--trials {settings.trials} leaves no room for a candidate: the first {len(references)} "
+                         f"trials of a study are the references ({', '.join(references)}); give --trials "
+                         f"{len(references) + 1} or more")
 
 
 def check_output_folder(run_dir: Path) -> None:
@@ -270,7 +271,7 @@ def tail_seconds(settings: SearchSettings, study: optuna.Study) -> float:
     """Seconds that follow the trials: the re-evaluation (each reference and each re-evaluated member trained
     `reeval_seeds` more times at `reeval_budget` x the budget, timed like the references' training in this study),
     the reports and the export."""
-    trainings = (len(REFERENCES) + settings.reeval_top) * settings.reeval_seeds if settings.reeval_top else 0
+    trainings = (len(settings.rules.references) + settings.reeval_top) * settings.reeval_seeds if settings.reeval_top else 0
     times = [record["train_seconds"] for record in reference_records(study).values() if "train_seconds" in record]
     training_s = sum(times) / len(times) if times else 0.0
     return trainings * settings.reeval_budget * training_s + REPORT_AND_EXPORT_S

@@ -92,9 +92,10 @@ def one_thread():
 def references_run(tmp_path_factory: pytest.TempPathFactory, search_settings, cli_env: dict[str, str]) -> Path:
     """A results folder whose study holds the four references, measured once per session (copy it to use it)."""
     from search.runner import optimize
-    from search.study import REFERENCES, open_study
+    from search.study import open_study
     results = tmp_path_factory.mktemp("references") / "results"
-    settings = search_settings(results, trials=len(REFERENCES))  # run_search refuses a study of references only
+    settings = search_settings(results, trials=4)
+    assert len(settings.rules.references) == 4  # run_search refuses a study of references only
     with pytest.MonkeyPatch.context() as patch, torch_threads(1):
         patch.setattr(tempfile, "tempdir", cli_env["TMPDIR"])  # the device lock, as in the subprocesses
         optimize(settings, open_study(settings), say=lambda line: None)
