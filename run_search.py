@@ -101,6 +101,10 @@ def search_parser() -> argparse.ArgumentParser:
                    help="features of the PSNR predictor: proxy+size (default) | curve+size | curve | proxy | size")
     p.add_argument("--calibrate-with", metavar="KIT_DIR",
                    help="a challenge kit folder (layout of ntire-kits) whose entries add calibration points")
+    p.add_argument("--reference", dest="extra_references", action="append", default=[], metavar="MODEL",
+                   help="a model measured beside the references, drawn and ranked with the trials (repeatable): a "
+                        "config JSON, path/to/models/x.py:Factory (its code runs) or EDITION:ID with --kit")
+    p.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits) for EDITION:ID references")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false")
     p.add_argument("--early-stop-margin", type=float, default=d.early_stop_margin)
     p.add_argument("--reeval-top", type=int, default=d.reeval_top, help="Pareto members re-trained (0: off)")

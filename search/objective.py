@@ -26,12 +26,12 @@ from optuna.trial import TrialState
 from search import candidate
 from search import known_quality
 from search.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
-from search.measurement_cache import MeasurementCache
+from search.measurement_cache import MeasurementCache, measurement_key
 from search.settings import SearchSettings
 from search.constraints import constraint_values, violated_before_training
 from search.study import reap_dead_workers, reference_records, worker_id
 from search.tracks import get_track
-from spaces import ArchConfig, get_reference, get_space
+from spaces import Architecture, ArchConfig, get_reference, get_space
 
 POLL_S = 5.0
 NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
@@ -179,21 +179,31 @@ def _store(trial: optuna.Trial, record: dict[str, Any]) -> None:
 
 
 def measure_reference(study: optuna.Study, name: str, *, objective: TrialObjective,
-                      trial: optuna.Trial | None = None) -> dict[str, Any]:
-    """Measure a reference like any candidate (never cut, never stopped) and store it in the study."""
-    config = get_reference(name)
+                      trial: optuna.Trial | None = None, arch: Architecture | None = None) -> dict[str, Any]:
+    """Measure a reference like any candidate (never cut, never stopped) and store it in the study. `arch`: a
+    user's extra reference (a config or a model file), else the zoo's `name`."""
+    config = arch if arch is not None else get_reference(name)
     record = {"label": config.describe(), "config": config.to_dict(),
               **candidate.measure_complexity(config, measurement=objective.measurement)}
     record.update(candidate.measure_speed(config, measurement=objective.measurement, baseline=objective.baseline))
-    result = candidate.train(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
-                             device=objective.settings.device)
-    if result.status != "ok":
-        raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
-    record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
+    cache = MeasurementCache.default()
+    key = measurement_key(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
+                          device=objective.settings.device, what="reference training")
+    trained = cache.get(key)
+    if trained is None:
+        result = candidate.train(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
+                                 device=objective.settings.device)
+        if result.status != "ok":
+            raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
+        trained = candidate.training_record(result)
+        cache.put(key, trained)
+        if trial is not None:
+            objective.store_weights(trial, result.state_dict)
+            record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
+    else:  # trained on this machine before, in the same setting: the figures are the same, the weights not kept
+        trained = {**trained, "psnr_source_cache": str(cache.path(key))}
+    record.update(trained=True, psnr_source="proxy training", **trained)
     record.update(reference_verdict(name, record, objective=objective, study=study))
-    if trial is not None:
-        objective.store_weights(trial, result.state_dict)
-        record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
     study.set_user_attr(f"reference:{name}", record)
     return record
 

@@ -29,9 +29,11 @@ from evaluators.latency import resolve_dtype
 from search import candidate
 from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
-from search.objective import TrialObjective
+from search.objective import TrialObjective, measure_reference
 from search.plots import write_plots
 from search.reevaluate import reevaluate
+from spaces import Architecture, build_model, check_x4
+from spaces.resolve import ModelOptions, resolve_architecture
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
 from search.settings import SearchSettings
 from search.report_html import write_report
@@ -86,6 +88,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     check_output_folder(settings.run_dir)
     # bad data is refused before a study is created for it
     data = load_dataset(settings.data, valid_limit=settings.valid_limit)
+    extra = extra_references(settings)  # a bad model file is refused before a study is created
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     created = prepare_storage_folder(settings.storage_url)
     started = time.monotonic()
@@ -104,13 +107,40 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
             if settings.workers == 1:
                 optimize(settings, study, say=say, data=data)
             else:
-                del data  # each worker loads its own
+                data = None  # each worker loads its own
                 run_workers(settings, say=say)
+        measure_extra_references(settings, study, extra, data=data, say=say)
         return finish(settings, say=say)
     except KeyboardInterrupt:
         say(f"interrupted after {time.monotonic() - started:.0f} s; completed trials are stored (a trial that "
             f"was running is marked failed). Rerun the same command to resume.")
         raise
+
+
+def extra_references(settings: SearchSettings) -> dict[str, Architecture]:
+    """Label -> architecture of every `--reference` (a config, a model file, a kit entry), checked to be x4."""
+    options = ModelOptions(kit=settings.kit)
+    found = {}
+    for spec in settings.extra_references:
+        label, arch = resolve_architecture(spec, options=options)
+        check_x4(build_model(arch), label=label)
+        found[label] = arch
+    return found
+
+
+def measure_extra_references(settings: SearchSettings, study: optuna.Study, extra: dict[str, Architecture], *,
+                             data: Any, say: Printer) -> None:
+    """Measure the user's extra references not yet in the study, like the edition's (drawn and ranked beside the
+    trials, never calibrating the predictor)."""
+    missing = {label: arch for label, arch in extra.items() if f"reference:{label}" not in study.user_attrs}
+    if not missing:
+        return
+    objective = make_objective(settings, study, data=data)
+    for label, arch in missing.items():
+        record = measure_reference(study, label, objective=objective, arch=arch)
+        say(f"  extra reference {label}: latency {record['latency_ratio']:.3f}x, {record['params']:,} params, proxy "
+            f"PSNR {record['psnr']:.2f} dB, predicted {record['psnr_predicted']:.2f} dB "
+            f"[{record['psnr_low']:.2f}, {record['psnr_high']:.2f}] {record['verdict']}")
 
 
 def check_trial_count(settings: SearchSettings) -> None:

@@ -40,6 +40,8 @@ class SearchSettings:
     predictor: str = DEFAULT_FEATURES  # the feature set of the PSNR predictor (search.calibration.FEATURE_SETS)
     calibrate_with: str | None = None  # a kit folder whose entries add calibration points
     floor: float | None = None  # the PSNR floor [dB] on the published scale; None: the edition's validation floor
+    extra_references: tuple[str, ...] = ()  # models measured beside the edition's references (not calibrating)
+    kit: str | None = None  # a kit folder for EDITION:ID extra references
     early_stop: bool = True
     early_stop_margin: float = 1.0
     reeval_top: int = 2
@@ -55,6 +57,7 @@ class SearchSettings:
     def __post_init__(self) -> None:
         edition = get_edition(self.edition)
         object.__setattr__(self, "edition", edition.year)
+        object.__setattr__(self, "extra_references", tuple(self.extra_references))
         if self.floor is None:
             object.__setattr__(self, "floor", edition.floor.valid)
         get_track(self.track, edition)

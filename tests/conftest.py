@@ -38,6 +38,21 @@ def write_tiny_div2k(root: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_measurement_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or fill the machine's measurement cache (~/.cache/nas-sr): the session's fixtures use one of
+    their own, which their subprocesses inherit."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NAS_SR_CACHE", str(tmp_path_factory.mktemp("measurement-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def own_measurement_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each test its own cache: a test's second run reuses its first's reference trainings, no other test's."""
+    monkeypatch.setenv("NAS_SR_CACHE", str(tmp_path / "measurement-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_div2k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_div2k(tmp_path_factory.mktemp("tiny_div2k"))
