@@ -27,11 +27,12 @@ from spaces import ArchConfig, get_reference
 
 def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.DataFrame, track: Track,
                board: pd.DataFrame, progress: Any = print) -> pd.DataFrame:
-    """Train the top `reeval_top` Pareto members and the references with `reeval_seeds` more seeds at
+    """Train the `reeval_top` best-ranked sampled trials and the references with `reeval_seeds` more seeds at
     `reeval_budget` x the budget; results are stored in the study as they come, so a rerun resumes."""
     settings, edition = objective.settings, objective.edition
-    members = board[(board["number"] >= 0) & board["number"].isin(frame.loc[frame["pareto"], "number"])]
-    members = members[members["name"] == "trial"].head(settings.reeval_top)
+    # The winner is named among the leaderboard's sampled trials: those are the ones to settle (a reference may
+    # dominate one, which then is off the Pareto front but still ranked).
+    members = board[(board["name"] == "trial") & (board["number"] >= 0)].head(settings.reeval_top)
     if members.empty or settings.reeval_seeds == 0:
         return pd.DataFrame()
     budget = dataclasses.replace(objective.budget, iterations=max(1, round(objective.budget.iterations

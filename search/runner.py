@@ -447,7 +447,7 @@ def reevaluate_front(settings: SearchSettings, study: optuna.Study, *, frame: pd
         return pd.read_csv(stored) if stored.is_file() else pd.DataFrame()
     if board.empty:
         return pd.DataFrame()
-    header = [f"\nre-evaluating up to {settings.reeval_top} Pareto members and the references with "
+    header = [f"\nre-evaluating the {settings.reeval_top} best-ranked trials and the references with "
               f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget:"]
 
     def progress(line: str) -> None:
@@ -458,7 +458,7 @@ def reevaluate_front(settings: SearchSettings, study: optuna.Study, *, frame: pd
     reeval = reevaluate(study, objective=make_objective(settings, study), frame=frame,
                         track=get_track(settings.track, settings.rules), board=board, progress=progress)
     if reeval.empty:
-        say("\nre-evaluation: nothing to re-evaluate (no sampled trial is on the feasible Pareto front)")
+        say("\nre-evaluation: nothing to re-evaluate (no sampled trial is feasible or uncertain)")
     else:
         progress(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
                          "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False,

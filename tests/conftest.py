@@ -48,9 +48,12 @@ def private_measurement_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(autouse=True)
-def own_measurement_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Each test its own cache: a test's second run reuses its first's reference trainings, no other test's."""
-    monkeypatch.setenv("NAS_SR_CACHE", str(tmp_path / "measurement-cache"))
+def own_measurement_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str]):
+    """Each test its own cache, its subprocesses too: a test's second run reuses its first's reference trainings,
+    no other test's."""
+    cache = str(tmp_path / "measurement-cache")
+    monkeypatch.setenv("NAS_SR_CACHE", cache)
+    monkeypatch.setitem(cli_env, "NAS_SR_CACHE", cache)
 
 
 @pytest.fixture(scope="session")

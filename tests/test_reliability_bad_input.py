@@ -131,7 +131,7 @@ def test_invalid_config_json_names_the_field(capsys, tmp_path):
 
 def test_unknown_reference_name(capsys):
     code, err = run_main(capsys, "profile", "imdn", "rfdnn")
-    assert_one_clear_line(code, err, "unknown reference 'rfdnn'", "imdn, rfdn, rlfn")
+    assert_one_clear_line(code, err, "unknown model 'rfdnn'", "imdn, rfdn, rlfn")
 
 
 @pytest.mark.parametrize("url, fragment", [

@@ -8,6 +8,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from editions import get_edition
 from search import candidate
 from search.runner import finish, optimize
 from search.study import open_study
@@ -31,7 +32,7 @@ def test_speed_out_of_memory_says_where_and_releases_memory(monkeypatch, private
     released = []
     monkeypatch.setattr(candidate, "measure_relative_latency", _out_of_memory)
     monkeypatch.setattr(candidate, "release_memory", lambda device: released.append(device.type))
-    measurement = candidate.Measurement(device="cpu", latency_input=(3, 8, 12))
+    measurement = candidate.Measurement.of_edition(get_edition(2022), device="cpu", latency_input=(3, 8, 12))
     config = ArchConfig(block="rlfb", num_blocks=1, channels=8)
     with pytest.raises(candidate.SpeedOutOfMemory) as caught:
         candidate.measure_speed(config, measurement=measurement, baseline=measurement.baseline())
@@ -44,7 +45,7 @@ def test_other_errors_while_timing_still_fail_the_trial(monkeypatch, private_tem
         raise RuntimeError("Given groups=1, weight of size [8, 3, 3, 3], expected input to have 3 channels")
 
     monkeypatch.setattr(candidate, "measure_relative_latency", broken)
-    measurement = candidate.Measurement(device="cpu", latency_input=(3, 8, 12))
+    measurement = candidate.Measurement.of_edition(get_edition(2022), device="cpu", latency_input=(3, 8, 12))
     with pytest.raises(RuntimeError, match="expected input"):
         candidate.measure_speed(ArchConfig(block="rlfb", num_blocks=1, channels=8), measurement=measurement,
                                 baseline=measurement.baseline())

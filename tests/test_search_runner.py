@@ -83,7 +83,7 @@ def test_rerunning_a_finished_study_exits_0_trains_nothing_and_keeps_the_export(
             str(study_with_references), "--study-name", "reliability", "--trials", "7", "--reeval-top", "1"]
     assert run_search.main(args) == 0
     first = capsys.readouterr().out
-    winner = re.search(r"^winner: trial #(\d+)$", first, flags=re.M)
+    winner = re.search(r"^winner: trial #(\d+),", first, flags=re.M)
     assert winner, first
     last = next(line for line in first.splitlines() if line.startswith("[7/7]"))
     assert not last.endswith("ETA   0.0 min")  # the re-evaluation, reports and export are still to come

@@ -225,7 +225,7 @@ def test_cli_writes_three_files_and_refuses_to_overwrite(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--arch", "imdx"], "unknown arch 'imdx'"),
+    (["--arch", "imdx"], "unknown model 'imdx'"),
     (["--arch", "{bad}.json"], "cannot read config"),
     (["--arch", "imdn", "--data", "/nonexistent/DIV2K"], "data folder /nonexistent/DIV2K does not exist"),
     (["--arch", "imdn", "--iterations", "0"], "iterations must be a positive integer"),
