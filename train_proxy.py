@@ -33,7 +33,7 @@ from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size
 from data.patches import LoaderSharedMemoryError, loader_workers
 from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
 from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
-from spaces import REFERENCES, Architecture, ArchConfig, build_model, check_x4
+from spaces import REFERENCES, Architecture, build_model, check_x4
 from spaces.resolve import ModelOptions, resolve_architecture
 
 SCHEDULES = ("cosine", "halving")

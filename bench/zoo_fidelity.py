@@ -32,7 +32,7 @@ from bench.common import RESULTS, write_result
 from data import SRDataset, load_dataset
 from editions import get_edition
 from search import fidelity, known_quality
-from search.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, fit_predictor
+from search.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict, fit_predictor
 from search.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ModelFileError, build_model, get_reference, read_kit
 from spaces.official_weights import OFFICIAL, load_official
@@ -131,10 +131,13 @@ def judge_zoo(zoo: list[dict[str, Any]], kit_points: list[CalibrationPoint], *, 
                         "full_training_level": level, "level_from": "published" if row["published"] else
                         "official weights on the validation images, carried by the kit's map",
                         **prediction.to_record(), "error": prediction.psnr - level,
-                        "right_side_of_floor": (prediction.verdict.value != "infeasible") == (level >= floor)
-                        and (prediction.verdict.value != "feasible") == (level < floor) or
-                        prediction.verdict.value == "uncertain"})
+                        "right_side_of_floor": _right_side(prediction.verdict, level=level, floor=floor)})
     return results
+
+
+def _right_side(verdict: Verdict, *, level: float, floor: float) -> bool:
+    """Uncertain is never on the wrong side; feasible and infeasible must match the full-training level."""
+    return verdict is Verdict.UNCERTAIN or (verdict is Verdict.FEASIBLE) == (level >= floor)
 
 
 def _line(row: dict[str, Any]) -> str:

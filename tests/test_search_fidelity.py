@@ -9,7 +9,7 @@ import train_proxy
 from data import load_dataset
 from editions import get_edition
 from search import fidelity, known_quality
-from search.calibration import CalibrationPoint, ProxyRun, Verdict
+from search.calibration import CalibrationPoint, ProxyRun
 from search.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ArchConfig
 

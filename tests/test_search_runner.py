@@ -13,9 +13,9 @@ from optuna.trial import TrialState, create_trial
 
 import run_search
 import search.runner
+from editions import get_edition
 from search import candidate
 from search.runner import RunSummary, progress_line, run_search as run, tail_seconds
-from editions import get_edition
 
 REFERENCES = get_edition(2022).references
 

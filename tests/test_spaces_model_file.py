@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from spaces import DataRange, ModelFile, ModelFileError, build_model, check_x4
 from spaces.resolve import ModelOptions, resolve_architecture
@@ -18,7 +17,6 @@ KIT = REPO.parent / "shared" / "ntire-kits"
 
 MODEL_FILE = '''
 import torch
-from torch import nn
 
 
 class Net(nn.Module):
