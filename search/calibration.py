@@ -148,7 +148,7 @@ class PsnrPredictor:
         return (raw - np.array(self.mean)) / np.array(self.scale)
 
     def describe(self) -> str:
-        terms = " + ".join(f"{c:+.3f}*z({n})" for n, c in zip(self.features, self.coef))
+        terms = " ".join(f"{c:+.3f}*z({n})" for n, c in zip(self.features, self.coef))
         return (f"on validation images: {self.intercept:.3f} {terms} (ridge {self.ridge:g}, 80% half-width "
                 f"{self.residual_quantile:.3f} dB x sqrt(1 + leverage)); published = {self.map_intercept:.3f} + "
                 f"{self.map_slope:.3f} x that (scatter {self.map_sigma:.3f} dB); {len(self.points)} calibration points")

@@ -278,7 +278,8 @@ def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: Searc
     psnr = attrs.get("psnr")
     state = trial.state.name.lower()
     if trial.state == TrialState.COMPLETE and trial.constraints:
-        state = "feasible" if all(v <= 0 for v in trial.constraints.values()) else "infeasible"
+        kept = all(v <= 0 for v in trial.constraints.values())  # the PSNR verdict says feasible or uncertain
+        state = attrs.get("verdict", "feasible") if kept else "infeasible"
     notes = []
     if attrs.get("duplicate_of") is not None:
         notes.append(f"same as #{attrs['duplicate_of']}")

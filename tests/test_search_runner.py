@@ -37,7 +37,7 @@ def test_progress_columns_stay_aligned_whatever_the_state(search_settings, tmp_p
     common = dict(label="rlfb b4 c46 m48 k3 esa_slim lrelu none", latency_ratio=0.41, params=317_218)
     trials = [
         _trial(0, reference="imdn", psnr=27.46, trained=True, latency_ratio=1.0, params=893_936),
-        _trial(5, psnr=27.31, trained=True, **common),
+        _trial(5, psnr=27.31, trained=True, verdict="uncertain", **common),
         _trial(6, psnr=27.92, trained=False, cut_before_training=["params"], constraints=(5.0, -0.1), **common),
         _trial(7, psnr=27.31, trained=True, duplicate_of=5, **common),
         _trial(12, state=TrialState.PRUNED, psnr=25.1, trained=True, **common),
@@ -48,6 +48,7 @@ def test_progress_columns_stay_aligned_whatever_the_state(search_settings, tmp_p
     for column in ("lat ", "PSNR", "best ", "| "):
         starts = {line.index(column) for line in lines if column in line}
         assert len(starts) == 1, (column, lines)
+    assert "uncertain" in lines[1]  # the PSNR verdict, where the constraints keep the trial
     assert "infeasible" in lines[2] and lines[2].endswith("(cut: params)")
     assert lines[3].endswith("(same as #5)") and lines[5].endswith("(RuntimeError: a bug in a block)")
     assert "PSNR -" in lines[2]  # cut before training: its PSNR is a stand-in, not shown as a measurement
