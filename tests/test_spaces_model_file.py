@@ -17,6 +17,7 @@ KIT = REPO.parent / "shared" / "ntire-kits"
 
 MODEL_FILE = '''
 import torch
+from torch import nn
 
 
 class Net(nn.Module):
