@@ -12,6 +12,7 @@ Three sources, in a study:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -30,8 +31,10 @@ SHIPPED = Path(__file__).with_name("calibration_points.json")
 DIV2K_VALID = tuple(f"{i:04d}" for i in range(801, 901))
 
 
+@functools.cache
 def shipped() -> dict[str, Any]:
-    """The shipped figures: {"setting": ..., "references": {name: target}, "points": [...]} (empty when absent)."""
+    """The shipped figures: {"setting": ..., "references": {name: target}, "points": [...]} (empty when absent).
+    Read once per process: every trial's predictor fit asks for them. Callers copy what they keep."""
     return json.loads(SHIPPED.read_text()) if SHIPPED.is_file() else {}
 
 
