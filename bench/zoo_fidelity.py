@@ -40,7 +40,7 @@ from spaces.official_weights import OFFICIAL, load_official
 logger = logging.getLogger(__name__)
 
 
-ZOO = ("imdn", "rfdn", "rlfn", "rlfn_prune", "span")  # every edition's references, as the toolkit's own configs
+ZOO = tuple(OFFICIAL)  # every reference with official weights in a kit, as the toolkit's own configs
 FAMILY_NAMES = ("image-level skip", "skip-less", "re-parameterised", "3 blocks or fewer", "range 255")
 REP_NAMES = re.compile(r"rep|dbb|ecb", re.IGNORECASE)
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)

@@ -10,7 +10,7 @@ from torch import nn
 
 from spaces.config import ArchConfig
 from spaces.model_file import ModelFile
-from spaces.network import RepConv, SRNet, fuse_rep_convs
+from spaces.network import REPARAMETERISED, SRNet, fuse_rep_convs
 
 # The two kinds of network the toolkit measures and trains: a point of the search space, or a model file.
 Architecture = Union[ArchConfig, ModelFile]
@@ -26,10 +26,10 @@ def build_model(arch: Architecture) -> nn.Module:
 def inference_form(model: nn.Module) -> nn.Module:
     """A copy of `model` with re-parameterised convs fused into plain convs (the model is untouched).
 
-    Complexity, latency and exports use this form. A model without RepConv comes back as it is: there is
+    Complexity, latency and exports use this form. A model without them comes back as it is: there is
     nothing to fuse, and some model files (weight_norm) cannot be deep-copied.
     """
-    if not any(isinstance(module, RepConv) for module in model.modules()):
+    if not any(isinstance(module, REPARAMETERISED) for module in model.modules()):
         return model
     return fuse_rep_convs(copy.deepcopy(model))
 

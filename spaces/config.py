@@ -13,15 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spaces.network import BLOCKS
+
 SCHEMA_VERSION = 1
 
-BLOCK_TYPES = ("imdb", "rfdb", "rlfb", "span")
+# The block types are the classes registered in spaces.network.BLOCKS (read when a config is made): a new
+# one is one class there.
 ATTENTIONS = ("none", "cca", "esa", "esa_slim", "pfa")
-ACTIVATIONS = ("lrelu", "relu", "silu", "gelu")
-FUSIONS = ("none", "concat", "span_taps")
+ACTIVATIONS = ("lrelu", "relu", "silu", "gelu", "prelu")
+FUSIONS = ("none", "concat", "span_taps", "local")
 KERNEL_SIZES = (1, 3, 5, 7)
-DISTILLING_BLOCKS = ("imdb", "rfdb")
-DEFAULT_DISTILL_RATE = {"imdb": 0.25, "rfdb": 0.5}
 DEFAULT_SLIM_ESA_CHANNELS = 16
 
 
@@ -29,8 +30,9 @@ DEFAULT_SLIM_ESA_CHANNELS = 16
 class ArchConfig:
     """One network of the space. Defaults give the NTIRE 2022 challenge's IMDN baseline.
 
-    block: imdb | rfdb | rlfb | span. mid_channels: inner width of rlfb/span blocks (default:
-    channels). distill_rate / distill_steps: imdb/rfdb only (defaults 0.25 / 0.5 and 3).
+    block: a name of `spaces.network.BLOCKS` (imdb, rfdb, rlfb, span, efdb). mid_channels: inner width of the
+    blocks that are not distilling (default: channels). distill_rate / distill_steps: distilling blocks
+    (imdb, rfdb) only (defaults: the block's paper rate, 0.25 / 0.5, and 3 steps).
     esa_channels: esa/esa_slim only (defaults channels // 4 as in RFDN, 16 as in RLFN).
     subtract_mean / input_scale: SPAN's input normalisation and data range.
     """
@@ -51,7 +53,7 @@ class ArchConfig:
     input_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_choice("block", self.block, BLOCK_TYPES)
+        _check_choice("block", self.block, tuple(BLOCKS))
         _check_choice("attention", self.attention, ATTENTIONS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("fusion", self.fusion, FUSIONS)
@@ -67,9 +69,9 @@ class ArchConfig:
             raise ValueError(f"ArchConfig.input_scale must be a positive number (1 or 255), got {self.input_scale!r}")
         self._set("input_scale", float(self.input_scale))
 
-        if self.block in DISTILLING_BLOCKS:
+        if is_distilling(self.block):
             self._set("mid_channels", None)
-            rate = DEFAULT_DISTILL_RATE[self.block] if self.distill_rate is None else self.distill_rate
+            rate = BLOCKS[self.block].default_distill_rate if self.distill_rate is None else self.distill_rate
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
                 raise ValueError(f"ArchConfig.distill_rate must be a number in (0, 1), got {rate!r}")
             self._set("distill_rate", float(rate))
@@ -99,7 +101,7 @@ class ArchConfig:
     @property
     def distilled_channels(self) -> int | None:
         """Channels each distillation step keeps aside (imdb/rfdb), None for other blocks."""
-        if self.block not in DISTILLING_BLOCKS:
+        if not is_distilling(self.block):
             return None
         return int(self.channels * self.distill_rate)
 
@@ -128,7 +130,7 @@ class ArchConfig:
     def describe(self) -> str:
         """A short human label, for tables and plot hovers."""
         parts = [self.block, f"b{self.num_blocks}", f"c{self.channels}"]
-        if self.block in DISTILLING_BLOCKS:
+        if is_distilling(self.block):
             parts.append(f"d{self.distill_rate:g}x{self.distill_steps}")
         elif self.mid_channels != self.channels:
             parts.append(f"m{self.mid_channels}")
@@ -169,6 +171,11 @@ class ArchConfig:
             raise ValueError(f"cannot read config {path}: {error.strerror}") from None
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+def is_distilling(block: str) -> bool:
+    """Whether the block type takes distill_rate and distill_steps (else mid_channels)."""
+    return BLOCKS[block].distilling
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:

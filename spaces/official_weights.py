@@ -30,6 +30,9 @@ IMDB_KEYS = {"conv1.0": "refine.0", "conv2.0": "refine.1", "conv3.0": "refine.2"
 RFDB_KEYS = {"c1_d": "distill.0", "c2_d": "distill.1", "c3_d": "distill.2", "c1_r": "refine.0",
              "c2_r": "refine.1", "c3_r": "refine.2", "c4": "last", "c5": "fuse", "esa": "attention"}
 RLFB_KEYS = {"c1_r": "refine.0", "c2_r": "refine.1", "c3_r": "refine.2", "c5": "fuse", "esa": "attention"}
+EFDB_KEYS = {"conv1.conv1x1": "reduce", "conv1.act": "acts.0", "conv2.rep_conv": "refine.0", "conv2.act": "acts.1",
+             "conv3.rep_conv": "refine.1", "conv3.act": "acts.2", "branch": "branches", "fuse": "fuse",
+             "att": "attention"}
 SPAB_KEYS = {"c1_r.eval_conv": "refine.0", "c2_r.eval_conv": "refine.1", "c3_r.eval_conv": "refine.2"}
 
 
@@ -60,6 +63,9 @@ OFFICIAL: dict[str, OfficialLayout] = {
     "rlfn": OfficialLayout("2022:4", "rlfn", RFDN_OUTER, r"B(\d+)", 1, RLFB_KEYS),
     "rlfn_prune": OfficialLayout("2024:0", "rlfn", {"conv_1": "head", "conv_2": "body_conv",
                                                      "upsampler.0": "tail"}, r"block_(\d+)", 1, RLFB_KEYS),
+    "efdn": OfficialLayout("2022:1", "efdn", {"head": "head", "local_fuse.0": "local_fuse.0",
+                                              "local_fuse.1": "local_fuse.1", "local_fuse.2": "local_fuse.2",
+                                              "tail.0": "tail"}, r"cells\.(\d+)", 0, EFDB_KEYS),
     "span": OfficialLayout("2024:38", "span", {"conv_1.eval_conv": "head", "conv_cat": "fuse",
                                                "conv_2.eval_conv": "body_conv", "upsampler.0": "tail"},
                            r"block_(\d+)", 1, SPAB_KEYS, input_gain=255.0),
@@ -86,7 +92,7 @@ def rename_official_keys(state: dict[str, torch.Tensor], *, layout: OfficialLayo
 def official_state_dict(name: str, *, kit_dir: str | Path) -> tuple[ArchConfig, dict[str, torch.Tensor]]:
     """The zoo config (at the entry's data range) and the official weights under our names.
 
-    name: a key of OFFICIAL (imdn, rfdn, rlfn, rlfn_prune, span).
+    name: a key of OFFICIAL (imdn, rfdn, rlfn, rlfn_prune, efdn, span).
     """
     layout = _layout(name)
     entry = get_entry(kit_dir, layout.entry)

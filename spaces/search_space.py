@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from spaces.config import DISTILLING_BLOCKS, ArchConfig
+from spaces.config import ACTIVATIONS, ATTENTIONS, FUSIONS, ArchConfig, is_distilling
+from spaces.network import BLOCKS
 from spaces.zoo import get_reference
 
 
@@ -48,7 +49,7 @@ class SearchSpace:
             "num_blocks": trial.suggest_int("num_blocks", *self.num_blocks[:2], step=self.num_blocks[2]),
             "channels": trial.suggest_int("channels", *self.channels[:2], step=self.channels[2]),
         }
-        if block in DISTILLING_BLOCKS:
+        if is_distilling(block):
             params["distill_rate"] = trial.suggest_float("distill_rate", *self.distill_rate[:2], step=self.distill_rate[2])
             params["distill_steps"] = trial.suggest_int("distill_steps", *self.distill_steps[:2], step=self.distill_steps[2])
         else:
@@ -69,7 +70,7 @@ class SearchSpace:
         Raises ValueError naming the parameter when the config lies outside this space.
         """
         params: dict[str, Any] = {"block": config.block, "num_blocks": config.num_blocks, "channels": config.channels}
-        if config.block in DISTILLING_BLOCKS:
+        if is_distilling(config.block):
             params["distill_rate"] = config.distill_rate
             params["distill_steps"] = config.distill_steps
         else:
@@ -117,12 +118,11 @@ SPACES: dict[str, SearchSpace] = {
         attentions=("none", "cca"), esa_channels=(8, 32, 4), activations=("lrelu", "relu", "silu", "gelu"),
         fusions=("none", "concat"), rep_conv=(False,), subtract_mean=(False,),
     ),
-    # Every block type, attention, activation and fusion, and rep-conv (contains imdn, rfdn, rlfn, span).
+    # Every block type, attention, activation and fusion, and rep-conv (contains every zoo reference).
     "mixed": SearchSpace(
-        name="mixed", blocks=("imdb", "rfdb", "rlfb", "span"), num_blocks=(2, 10, 1), channels=(16, 64, 2),
+        name="mixed", blocks=tuple(BLOCKS), num_blocks=(2, 10, 1), channels=(16, 64, 2),
         mid_channels=(16, 64, 2), distill_rate=(0.125, 0.5, 0.125), distill_steps=(1, 4, 1), kernel_sizes=(3, 5),
-        attentions=("none", "cca", "esa", "esa_slim", "pfa"), esa_channels=(8, 32, 4),
-        activations=("lrelu", "relu", "silu", "gelu"), fusions=("none", "concat", "span_taps"),
+        attentions=ATTENTIONS, esa_channels=(8, 32, 4), activations=ACTIVATIONS, fusions=FUSIONS,
         rep_conv=(False, True), subtract_mean=(False, True),
     ),
 }

@@ -1,7 +1,7 @@
 """The reference zoo: the challenges' networks as points of the space, one record per network.
 
 Parameter counts (inference form) are exact: imdn 893,936, rfdn 433,448, rlfn and rlfn_prune 317,218,
-imdn_paper 715,176, span 150,688. Each record carries the data range its official weights run at and
+efdn 276,192, imdn_paper 715,176, span 150,688. Each record carries the data range its official weights run at and
 the figures each challenge edition published for it (the editions, in `editions/`, pick theirs).
 """
 
@@ -54,6 +54,12 @@ _RECORDS = (
               data_range=255.0, published=(Published(2022, 29.00, 28.72, 27.11, 0.317, 19.70),)),
     Reference("rlfn_prune", _RLFN, "NTIRE 2024 baseline: RLFN with the 2024 kit's weights (data range 255)",
               data_range=255.0, published=(Published(2024, 26.96, 27.07, 13.54, 0.317, 19.67),)),
+    Reference("efdn", ArchConfig(block="efdb", num_blocks=4, channels=48, mid_channels=48, attention="esa",
+                                 esa_channels=12, activation="prelu", fusion="local"),
+              "NTIRE 2022 NKU-ESR (EFDN), NTIRE 2025 baseline: 4 edge-oriented cells, PReLU, full ESA (12), "
+              "local fusion",
+              published=(Published(2022, 29.00, 28.66, 34.81, 0.276, 16.73),
+                         Published(2025, 26.93, 27.01, 16.69, 0.276, 16.70))),
     Reference("imdn_paper", ArchConfig(block="imdb", num_blocks=6, channels=64, distill_rate=0.25, distill_steps=3,
                                        attention="cca", fusion="concat"),
               "the original paper's IMDN: 6 blocks with contrast-aware channel attention, concat fusion"),

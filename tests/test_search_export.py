@@ -253,7 +253,7 @@ def test_a_plain_imdb_export_holds_only_the_classes_it_uses(exported, tmp_path):
     loaded = load_exported(result.model_file, result.weights)
     with torch.no_grad():
         assert torch.equal(loaded(exported["input"]), exported["runs"]["imdn"]["reference"])
-    assert len(result.model_file.read_text().splitlines()) < 180
+    assert len(result.model_file.read_text().splitlines()) < 220
 
 
 def test_an_esa_export_keeps_esa_and_drops_the_other_attention(exported):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from spaces import ArchConfig, build_model, get_reference, inference_config, inference_form
-from spaces.config import ACTIVATIONS, ATTENTIONS, BLOCK_TYPES, FUSIONS
+from spaces.config import ACTIVATIONS, ATTENTIONS, FUSIONS
+from spaces.network import BLOCKS, Block, EdgeRepConv
 
 
 def count(model):
@@ -12,13 +13,14 @@ def count(model):
 
 
 @pytest.mark.parametrize("name, params", [
-    ("imdn", 893_936), ("rfdn", 433_448), ("rlfn", 317_218), ("imdn_paper", 715_176), ("span", 150_688),
+    ("imdn", 893_936), ("rfdn", 433_448), ("rlfn", 317_218), ("efdn", 276_192), ("imdn_paper", 715_176),
+    ("span", 150_688),
 ])
 def test_reference_parameter_counts_are_exact(name, params):
     assert count(build_model(get_reference(name))) == params
 
 
-@pytest.mark.parametrize("block, attention, fusion", itertools.product(BLOCK_TYPES, ATTENTIONS, FUSIONS))
+@pytest.mark.parametrize("block, attention, fusion", itertools.product(BLOCKS, ATTENTIONS, FUSIONS))
 def test_every_block_attention_fusion_combination_runs(block, attention, fusion):
     config = ArchConfig(block=block, num_blocks=2, channels=16, mid_channels=12, attention=attention,
                         esa_channels=4, fusion=fusion)
@@ -45,7 +47,7 @@ def test_span_scale_255_keeps_the_unit_range_convention():
     assert not torch.allclose(wide(x), unit(x))  # the data range changes the function, not the structure
 
 
-@pytest.mark.parametrize("name", ["span", "imdn", "rfdn", "rlfn"])
+@pytest.mark.parametrize("name", ["span", "imdn", "rfdn", "rlfn", "efdn"])
 def test_rep_conv_fusion_is_exact_and_gives_the_plain_structure(name):
     torch.manual_seed(0)
     config = get_reference(name).replace(rep_conv=True, num_blocks=2)
@@ -68,5 +70,49 @@ def test_challenge_imdn_structure():
     model = build_model(get_reference("imdn"))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 43
-    assert isinstance(model.blocks[0].act, torch.nn.LeakyReLU) and model.blocks[0].act.negative_slope == 0.05
+    assert all(isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.05 for act in model.blocks[0].acts)
     assert model.blocks[0].distilled == 16 and model.blocks[0].remaining == 48
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel_size", [(6, 6, 3), (4, 7, 3), (5, 5, 5)])
+def test_edge_oriented_rep_conv_fuses_into_one_exact_conv(in_channels, out_channels, kernel_size):
+    torch.manual_seed(0)
+    layer = EdgeRepConv(in_channels, out_channels, kernel_size)
+    for p in layer.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))  # edge scales and biases far from their initial values
+    fused = layer.fuse()
+    x = torch.rand(2, in_channels, 9, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), layer(x), rtol=1e-4, atol=1e-5)  # borders included
+        without_edges = layer(x) - sum(
+            torch.nn.functional.conv2d(edge(torch.nn.functional.pad(x, (kernel_size // 2,) * 4)),
+                                       layer._edge_kernel(i).unsqueeze(1), layer.edge_bias[i], groups=out_channels)
+            for i, edge in enumerate(layer.edge_inputs))
+        assert (layer(x) - without_edges).abs().max() > 1e-2  # the Sobel and Laplacian branches contribute
+    assert fused.weight.shape == (out_channels, in_channels, kernel_size, kernel_size)
+
+
+def test_a_new_block_is_one_class(monkeypatch):
+    monkeypatch.setitem(BLOCKS, "plain", None)  # undone after the test: the block registered below leaves with it
+
+    class Plain(Block):
+        """Two kxk convs with an activation between and an identity skip."""
+
+        name = "plain"
+
+        def __init__(self, channels, *, mid_channels, kernel_size, activation, attention, esa_channels, rep):
+            super().__init__()
+            self.first_channels = mid_channels
+            self.convs = torch.nn.ModuleList([torch.nn.Conv2d(channels, mid_channels, kernel_size, padding=1),
+                                              torch.nn.Conv2d(mid_channels, channels, kernel_size, padding=1)])
+
+        def forward(self, x):
+            first = self.convs[0](x)
+            return self.convs[1](torch.relu(first)) + x, first
+
+    assert BLOCKS["plain"] is Plain
+    config = ArchConfig(block="plain", num_blocks=3, channels=8, mid_channels=6, fusion="span_taps")
+    model = build_model(config)
+    assert model(torch.rand(1, 3, 6, 5)).shape == (1, 3, 24, 20)
+    assert model.fuse.in_channels == 3 * 8 + 6  # SRNet read the block's first-conv width
+    assert config.mid_channels == 6 and config.distill_rate is None

@@ -40,7 +40,7 @@ def test_load_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"block": "resnet"}, r"ArchConfig.block must be one of \['imdb', 'rfdb', 'rlfb', 'span'\], got 'resnet'"),
+    ({"block": "resnet"}, r"ArchConfig.block must be one of \['imdb', 'rfdb', 'rlfb', 'span', 'efdb'\], got 'resnet'"),
     ({"attention": "se"}, r"ArchConfig.attention must be one of"),
     ({"activation": "tanh"}, r"ArchConfig.activation must be one of"),
     ({"fusion": "sum"}, r"ArchConfig.fusion must be one of"),

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spaces import ArchConfig
-from spaces.config import ACTIVATIONS, ATTENTIONS, BLOCK_TYPES, FUSIONS, KERNEL_SIZES, SCHEMA_VERSION
+from spaces.config import ACTIVATIONS, ATTENTIONS, FUSIONS, KERNEL_SIZES, SCHEMA_VERSION
+from spaces.network import BLOCKS
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ArchConfig))
 # What a clear message talks about: a field (named), the JSON itself, or the schema version.
@@ -25,7 +26,7 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=8)
 # Values a field plausibly takes, so that many drawn configs are valid and reach the deeper checks.
 plausible = {
-    "block": st.sampled_from(BLOCK_TYPES), "attention": st.sampled_from(ATTENTIONS),
+    "block": st.sampled_from(tuple(BLOCKS)), "attention": st.sampled_from(ATTENTIONS),
     "activation": st.sampled_from(ACTIVATIONS), "fusion": st.sampled_from(FUSIONS),
     "kernel_size": st.sampled_from(KERNEL_SIZES), "num_blocks": st.integers(0, 70),
     "channels": st.integers(0, 600), "mid_channels": st.none() | st.integers(-1, 600),

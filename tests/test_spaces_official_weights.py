@@ -42,6 +42,14 @@ def test_official_weights_reproduce_the_kit_module_bit_for_bit(name, monkeypatch
     assert 0.3 < ours.mean() < 0.7  # a [0, 1] image, not a 0-255 one
 
 
+def test_efdn_reproduces_the_kit_module_bit_for_bit_within_its_output_clamp(monkeypatch):
+    # EFDN clamps its output to [0, 1]; our networks leave that to the PSNR's conversion to uint8.
+    official, ours = outputs("efdn", monkeypatch)
+    assert (ours < 0).any() and (ours > 1).any()  # the clamp is all that differs, and it matters here
+    assert torch.equal(official, ours.clamp(0, 1))
+    assert count_params(load_official("efdn", kit_dir=KIT)) == 276_192  # published 0.276 M
+
+
 def test_span_reproduces_the_kit_module_up_to_its_folded_input_gain(monkeypatch):
     # SPAN multiplies its mean-subtracted input by 255 inside the network; our config folds that factor into
     # the head conv's weight, which rounds differently (about 5e-5 on a [0, 1] output).
@@ -53,7 +61,7 @@ def test_span_reproduces_the_kit_module_up_to_its_folded_input_gain(monkeypatch)
 
 
 @pytest.mark.parametrize("name, data_range", [("imdn", 1.0), ("rfdn", 255.0), ("rlfn", 255.0),
-                                              ("rlfn_prune", 255.0), ("span", 1.0)])
+                                              ("rlfn_prune", 255.0), ("efdn", 1.0), ("span", 1.0)])
 def test_the_config_carries_the_entry_data_range_and_nothing_else_changes(name, data_range):
     config, state = official_state_dict(name, kit_dir=KIT)
     reference = get_reference(OFFICIAL[name].reference)

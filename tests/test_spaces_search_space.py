@@ -37,7 +37,8 @@ def test_sampled_configs_always_build(sampler):
 
 
 def test_references_lie_inside_the_spaces():
-    assert set(reference_params(get_space("mixed"), list(REFERENCES))) == {"imdn", "rfdn", "rlfn", "rlfn_prune", "imdn_paper", "span"}
+    assert set(reference_params(get_space("mixed"), list(REFERENCES))) == {"imdn", "rfdn", "rlfn", "rlfn_prune", "efdn", "imdn_paper",
+                                                                               "span"}
     assert set(reference_params(get_space("imdn"), list(REFERENCES))) == {"imdn", "imdn_paper"}
 
 
