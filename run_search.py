@@ -90,7 +90,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patch", type=int, help="LR patch size")
     p.add_argument("--lr", type=float)
-    p.add_argument("--data", help="a DIV2K folder (default: the photographs embedded in scikit-image)")
+    p.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder (default: the photographs embedded in scikit-image)")
     p.add_argument("--valid-limit", type=int, help="validate on the first N validation images of --data")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--latency-input", type=shape, help="CxHxW of latency/memory inputs (default per device)")
@@ -148,8 +148,9 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--kit-runtime", action="store_true",
                    help="also time as the kits' test_demo.py does: each validation LR image at its own size, "
                         "no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
-    p.add_argument("--data", help="a DIV2K folder: memory also the challenge's way (max over its validation set), "
-                                  "and the images --kit-runtime times (default: the embedded photographs)")
+    p.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder: memory also the challenge's way (max over its "
+                                  "validation set), and the images --kit-runtime times (default: the embedded "
+                                  "photographs)")
     p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
     add_model_options(p)
     return p
@@ -178,11 +179,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
     from editions import DEFAULT_EDITION
     p = argparse.ArgumentParser(prog="run_search.py evaluate",
                                 description="The kit's test_demo.py on one trained model: the challenge's PSNR on "
-                                            "a DIV2K folder or the embedded photographs, complexity, latency ratio "
-                                            "to the edition's baseline and memory.")
+                                            "a DIV2K or DIV2K_LSDIR folder or the embedded photographs, complexity, "
+                                            "latency ratio to the edition's baseline and memory.")
     p.add_argument("model", help="a reference name, a config JSON (with --weights), path/to/models/x.py:Factory, "
                                  "or EDITION:ID with --kit")
-    p.add_argument("--data", help="a DIV2K folder (default: the embedded photographs)")
+    p.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder (default: the embedded photographs)")
     p.add_argument("--valid-limit", type=int, help="with --data: the first N validation images")
     p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -210,7 +211,7 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
     label, arch = resolve_architecture(options.model, options=extra)
     model = load_trained(arch, label=label, options=extra)
     check_x4(model, label=label)
-    data = load_dataset(options.data, valid_limit=options.valid_limit)
+    data = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition)
     device = resolve_device(options.device)
     psnr = train_proxy.validation_psnr(model, data.valid, device=device)
     bicubic = train_proxy.bicubic_baseline_psnr(data)
@@ -218,12 +219,13 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
                              reference=inference_form(build_model(get_reference(edition.baseline))),
                              counter=edition.counter, device=device, input_shape=options.input, dtype=options.dtype,
                              memory_images=[to_tensor(pair.lr) for pair in data.valid])
-    record.update(psnr=psnr, bicubic_psnr=bicubic, valid=data.to_dict(), edition=edition.year,
+    record.update(psnr=psnr, bicubic_psnr=bicubic, valid={**data.to_dict(), "valid_set": data.valid_set},
+                  edition=edition.year,
                   data_range=getattr(arch, "data_range", getattr(arch, "input_scale", 1.0)))
     if options.json:
         print(json.dumps(record, indent=2))
         return 0
-    print(f"{label}: PSNR {psnr:.2f} dB on {len(data.valid)} validation images of {data.source} "
+    print(f"{label}: PSNR {psnr:.2f} dB on {data.describe_valid()} of {data.source} "
           f"(bicubic {bicubic:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
           f"{record['data_range']:g}); {edition.name}, baseline {edition.baseline}")
     print(format_profile_table([record]))
@@ -252,13 +254,13 @@ def run_profile_command(options: argparse.Namespace) -> int:
         from data import load_dataset, to_tensor
         if options.valid_limit is not None and options.valid_limit < 1:
             raise ValueError(f"--valid-limit must be positive, got {options.valid_limit}")
-        valid = load_dataset(options.data, valid_limit=options.valid_limit).valid
+        valid = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition).valid
         kwargs["memory_images"] = [to_tensor(pair.lr) for pair in valid]
     records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
                              counter=edition.counter, device=resolve_device(options.device), input_shape=options.input,
                              dtype=options.dtype, channels_last=options.channels_last, **kwargs)
     if options.kit_runtime:
-        add_kit_runtime(records, models, data=options.data, device=resolve_device(options.device))
+        add_kit_runtime(records, models, data=options.data, edition=edition, device=resolve_device(options.device))
     published = published_records(edition, [name for name, _ in models])
     if options.json:
         print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
@@ -276,12 +278,13 @@ def run_profile_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def add_kit_runtime(records: list, models: list, *, data: str | None, device) -> None:
-    """Each record gets `kit_runtime`: the kits' protocol on the validation LR images of `data`."""
+def add_kit_runtime(records: list, models: list, *, data: str | None, edition, device) -> None:
+    """Each record gets `kit_runtime`: the kits' protocol on the validation LR images of `data` (the edition's
+    layout where the folder holds both)."""
     from data import load_dataset
     from data.dataset import to_tensor
     from evaluators.kit_runtime import measure_kit_runtime
-    images = [to_tensor(pair.lr) for pair in load_dataset(data).valid]
+    images = [to_tensor(pair.lr) for pair in load_dataset(data, edition=edition).valid]
     for record, (_, model) in zip(records, models):
         record["kit_runtime"] = measure_kit_runtime(model, images, device=device).to_dict()
 
@@ -303,7 +306,11 @@ def export_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--top", type=int, default=1, help="the K best feasible trials of the leaderboard")
     which.add_argument("--trial", type=int, help="one trial by number")
-    p.add_argument("--out", help="output folder (default: results/<study>/export)")
+    p.add_argument("--out", help="output folder (default: results/<study>/export, or export-<YEAR> with --edition "
+                                 "another edition than the study's)")
+    p.add_argument("--edition", help="the NTIRE ESR edition whose rules the metrics follow (default: the study's): "
+                                     "FLOPs by its counter, latency ratio to its baseline where the study timed it, "
+                                     "its score; --top still picks by the study's rules")
     return p
 
 
@@ -337,13 +344,16 @@ def run_report_command(options: argparse.Namespace) -> int:
 
 
 def run_export_command(options: argparse.Namespace) -> int:
+    from editions import get_edition
     from search.report import leaderboard, references_frame, trials_frame
     from search.runner import export_trials
     from search.tracks import get_track
     study, settings = stored_settings(options)
+    edition = settings.rules if options.edition is None else get_edition(options.edition)
     track = get_track(settings.track, settings.rules)
     frame = trials_frame(study, track)
-    out = Path(options.out) if options.out else settings.run_dir / "export"
+    default_out = "export" if edition.year == settings.rules.year else f"export-{edition.year}"
+    out = Path(options.out) if options.out else settings.run_dir / default_out
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder")
     if options.trial is not None:
@@ -357,7 +367,8 @@ def run_export_command(options: argparse.Namespace) -> int:
         numbers = [int(n) for n in board.loc[board["name"] == "trial", "number"].head(options.top)]
         if not numbers:
             raise ValueError(f"study {settings.name!r} has no feasible sampled trial to export")
-    export_trials(study, frame, numbers, out_dir=out, artifacts_dir=settings.run_dir / "artifacts", say=print)
+    export_trials(study, frame, numbers, out_dir=out, artifacts_dir=settings.run_dir / "artifacts",
+                  study_edition=settings.rules, edition=edition, say=print)
     return 0
 
 

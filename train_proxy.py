@@ -32,6 +32,7 @@ from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size
                   patch_batches, to_tensor, to_uint8_tensor)
 from data.patches import LoaderSharedMemoryError, loader_workers
 from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
+from evaluators.device import resolve_device
 from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
 from spaces import REFERENCES, Architecture, build_model, check_x4
 from spaces.resolve import ModelOptions, resolve_architecture
@@ -289,16 +290,6 @@ def bicubic_baseline_psnr(data: SRDataset) -> float:
     return mean_psnr((to_tensor(bicubic_upscale(pair.lr, scale=SCALE)), to_tensor(pair.hr)) for pair in data.valid)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device`, or CUDA when available else CPU; a ValueError when CUDA is asked for but absent."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available on this machine; use --device cpu")
-    return device
-
-
 def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                 lr_u8: torch.Tensor, hr_u8: torch.Tensor, *, device: torch.device,
                 autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> torch.Tensor:
@@ -355,7 +346,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits) for EDITION:ID")
     parser.add_argument("--model-args", help="a model file's constructor arguments as JSON")
     parser.add_argument("--data-range", type=float, help="a model file's data range: 1 (default) or 255")
-    parser.add_argument("--data", help="a DIV2K folder (default: the embedded scikit-image photographs)")
+    parser.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder (default: the embedded scikit-image photographs)")
     parser.add_argument("--train-limit", type=int, help="use the first N training images of --data")
     parser.add_argument("--valid-limit", type=int, help="use the first N validation images of --data")
     parser.add_argument("--budget", default="quick", choices=list(BUDGETS))

@@ -28,6 +28,7 @@ from bench.common import REPO, median_and_spread, write_result
 from data import load_dataset
 from data.patches import patch_batches
 from editions import get_edition
+from evaluators.device import resolve_device
 from search.candidate import Measurement, measure_complexity, measure_speed
 from search.report import trials_frame
 from search.runner import run_search
@@ -77,7 +78,7 @@ def loader_throughput(*, batches: int, budget: train_proxy.Budget) -> float:
     """Images per second the patch sampler alone delivers at `budget`'s batch and patch size (CPU path)."""
     data = load_dataset(None)
     stream = patch_batches(data.train, batch_size=budget.batch_size, lr_patch=budget.lr_patch, seed=0,
-                           device=train_proxy.resolve_device("cpu"))
+                           device=resolve_device("cpu"))
     next(stream)
     begin = time.perf_counter()
     for _ in range(batches):

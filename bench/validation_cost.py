@@ -23,9 +23,10 @@ from torch import nn
 
 from bench.common import write_result
 from data import ImagePair, to_tensor
+from evaluators.device import resolve_device
 from evaluators.quality import to_uint8_image
 from spaces import ArchConfig, build_model
-from train_proxy import NonFiniteError, resolve_device, validation_psnr
+from train_proxy import NonFiniteError, validation_psnr
 
 TINY = ArchConfig(block="rlfb", num_blocks=1, channels=8)
 HR_SIZE = (1356, 2040)  # DIV2K validation: 2040x1356 (width x height)

@@ -1,5 +1,5 @@
-"""Training and validation images for x4 super-resolution: DIV2K folders, the embedded photographs,
-MATLAB-compatible bicubic degradation and random patch batches.
+"""Training and validation images for x4 super-resolution: DIV2K and DIV2K_LSDIR folders, the embedded
+photographs, MATLAB-compatible bicubic degradation and random patch batches.
 
 Everything is decoded once into memory as uint8 RGB; LR images absent from disk are made the way
 DIV2K's were (MATLAB `imresize(hr, 1/4, 'bicubic')` after cropping HR to a multiple of 4).

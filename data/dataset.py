@@ -51,9 +51,13 @@ class ImagePair:
 
 @dataclass(frozen=True)
 class SRDataset:
-    """Training and validation pairs, with where they and their LR images came from."""
+    """Training and validation pairs, with where they and their LR images came from.
+
+    valid_set: which validation set was read (DIV2K_valid, DIV2K_LSDIR_valid, or the embedded photographs).
+    """
 
     source: str
+    valid_set: str
     train: tuple[ImagePair, ...]
     valid: tuple[ImagePair, ...]
     train_lr: str
@@ -64,8 +68,16 @@ class SRDataset:
             raise DataError(f"{self.source}: needs at least one training and one validation image "
                             f"(got {len(self.train)} and {len(self.valid)})")
 
+    def describe_valid(self) -> str:
+        """The validation set and its size, as reports say it: e.g. `DIV2K_LSDIR_valid (200 images)`."""
+        return f"{self.valid_set} ({len(self.valid)} image{'s' if len(self.valid) > 1 else ''})"
+
     def to_dict(self) -> dict[str, Any]:
-        """How the data was made, for the record kept beside every PSNR."""
+        """How the data was made, for the record kept beside every PSNR (and the key of cached measurements).
+
+        `valid_set` is left out: the folder and the image names already tell it, and keys stay those of
+        figures measured before it existed (the shipped calibration points among them).
+        """
         return {
             "source": self.source,
             "scale": SCALE,

@@ -18,6 +18,7 @@ from data.dataset import DataError, ImagePair, SRDataset
 TRAIN_NAMES = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle")
 VALID_NAMES = ("chelsea", "coffee")
 SOURCE = "embedded: scikit-image photographs"
+VALID_SET = "the embedded photographs"
 LR_ORIGIN = "MATLAB-compatible bicubic x1/4 of HR cropped to a multiple of 4"
 
 
@@ -26,6 +27,7 @@ def load_embedded() -> SRDataset:
     """The embedded dataset (decoded once per process; its arrays are read-only)."""
     return SRDataset(
         source=SOURCE,
+        valid_set=VALID_SET,
         train=tuple(ImagePair.from_hr(name, _read(name)) for name in TRAIN_NAMES),
         valid=tuple(ImagePair.from_hr(name, _read(name)) for name in VALID_NAMES),
         train_lr=LR_ORIGIN,

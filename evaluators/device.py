@@ -1,4 +1,8 @@
-"""The one rule that turns a device option (auto | cpu | cuda | cuda:N) into a torch.device."""
+"""The one rule that turns a device option (auto | cpu | cuda | cuda:N) into a torch.device.
+
+Training, validation, latency, memory and the command lines all resolve devices here, so they accept
+and refuse the same options with the same messages.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import torch
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto` or None: CUDA when torch sees one, else CPU. A ValueError when CUDA is asked for but absent,
-    or for a device type the toolkit does not measure."""
+    """`auto` or None: CUDA when torch sees one, else CPU; a name or torch.device as given (a CUDA index is kept,
+    none added: "cuda" means the current GPU). A ValueError when CUDA is asked for but absent, or for a device
+    type the toolkit does not measure."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -15,7 +20,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was asked for, but torch sees no CUDA device; use --device cpu")
+        raise ValueError(f"device {device} was asked for, but CUDA is not available (torch sees no CUDA device); "
+                         f"use --device cpu")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"only cpu and cuda devices are supported, got {device}")
     return device

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from evaluators.cuda import native_bf16, tf32_convs
+from evaluators.device import resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # A typical DIV2K validation LR x4 image (2040x1356 HR -> 510x339 LR), what the challenge times.
@@ -75,18 +76,6 @@ class RelativeLatency:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`device` as a torch.device with an explicit index for CUDA; only CPU and CUDA are measured."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device} requested but CUDA is not available")
-        return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
-    if device.type != "cpu":
-        raise ValueError(f"only cpu and cuda devices are supported, got {device}")
-    return device
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -20,12 +20,12 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from evaluators.device import resolve_device
 from evaluators.latency import (
     default_input_shape,
     device_name,
     make_input,
     prepare_model,
-    resolve_device,
     resolve_dtype,
 )
 

@@ -98,7 +98,7 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
     params = sum(p.numel() for p in model.parameters())
     existing = [path for path in paths.values() if path.exists()]
     if existing:
-        stored = _stored_export(paths, config=config, weights=weights)
+        stored = _stored_export(paths, config=config, weights=weights, edition=metrics.get("edition"))
         if stored is None:
             raise FileExistsError(f"{existing[0]} already exists; refusing to overwrite an export")
         class_name, onnx_error = stored
@@ -159,18 +159,21 @@ def load_exported(model_file: Path, weights: Path) -> nn.Module:
     return model.eval()
 
 
-def _stored_export(paths: dict[str, Path], *, config: ArchConfig,
-                   weights: dict[str, torch.Tensor]) -> tuple[str, str | None] | None:
+def _stored_export(paths: dict[str, Path], *, config: ArchConfig, weights: dict[str, torch.Tensor],
+                   edition: int | None) -> tuple[str, str | None] | None:
     """(class name, ONNX error) of the export at `paths` when it is complete (model file, weights, config and
-    metrics JSON) and holds `config` with exactly `weights`; else None."""
+    metrics JSON) and holds `config` with exactly `weights`, its metrics by `edition`'s rules (an export older than
+    the edition field passes); else None."""
     try:
         stored_config = json.loads(paths["config_json"].read_text())["config"]
-        export = json.loads(paths["metrics_json"].read_text())["export"]
+        stored_metrics = json.loads(paths["metrics_json"].read_text())
+        export = stored_metrics["export"]
         record = (export["class"], export["onnx"]["error"])
         stored = torch.load(paths["weights"], map_location="cpu", weights_only=True)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError):
         return None
     same = (paths["model_file"].is_file() and stored_config == config.to_dict() and stored.keys() == weights.keys()
+            and stored_metrics.get("edition", edition) == edition
             and all(torch.equal(stored[key], value) for key, value in weights.items()))
     return record if same else None
 

@@ -174,6 +174,9 @@ def _winner_html(frame: pd.DataFrame, winner: int | None, *, run_dir: Path) -> s
 def _measurement_html(study: optuna.Study, settings: SearchSettings, budget: Budget) -> str:
     imdn = study.user_attrs.get(f"reference:{settings.rules.baseline}", {})
     latency = imdn.get("latency_settings", {})
+    # e.g. "DIV2K_LSDIR_valid (200 images) in /data/esr"; a study older than the attribute names its folder only
+    validation = (" in ".join(filter(None, (study.user_attrs.get("validation"), settings.data)))
+                  or "the embedded photographs")
     complexity = candidate.Measurement.of_edition(settings.rules, device=settings.device,
                                                   latency_input=settings.latency_input).complexity_input
     rows = [
@@ -186,8 +189,8 @@ def _measurement_html(study: optuna.Study, settings: SearchSettings, budget: Bud
         ("params, FLOPs, activations", f"the toolkit's counter ({settings.rules.counter.value} rules, equal to the "
                                        f"official kits' on their entries), input 1x{'x'.join(map(str, complexity))}"),
         ("proxy PSNR", f"budget {budget.name}: {budget.iterations} steps, batch {budget.batch_size}, LR patch "
-                       f"{budget.lr_patch}, lr {budget.lr:g}; seed {settings.seed}; validation on "
-                       f"{settings.data or 'the embedded photographs'}; RGB, 4-pixel border cut, uint8 rounding"),
+                       f"{budget.lr_patch}, lr {budget.lr:g}; seed {settings.seed}; validation on {validation}; "
+                       f"RGB, 4-pixel border cut, uint8 rounding"),
         ("predicted PSNR", f"ridge on the proxy run's features ({settings.predictor}), 80% interval from leave-one-out "
                            f"residuals, floor {settings.floor:.2f} dB on the {settings.rules.name} published scale"),
         ("versions", f"toolkit {toolkit_version()}, torch {torch.__version__}, optuna {optuna.__version__}, "

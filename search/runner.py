@@ -24,11 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 import train_proxy
 from data import load_dataset
+from editions import Edition
 from evaluators.device import resolve_device
 from evaluators.latency import resolve_dtype
 from search import candidate
 from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
+from search.export_metrics import edition_metrics
 from search.objective import TrialObjective, measure_reference
 from search.plots import write_plots
 from search.reevaluate import reevaluate
@@ -63,10 +65,12 @@ def budget_of(settings: SearchSettings) -> train_proxy.Budget:
 
 
 def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> TrialObjective:
-    data = load_dataset(settings.data, valid_limit=settings.valid_limit) if data is None else data
+    edition = settings.rules
+    data = load_dataset(settings.data, valid_limit=settings.valid_limit, edition=edition) if data is None else data
     if "bicubic_psnr" not in study.user_attrs:
         study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
-    edition = settings.rules
+    if "validation" not in study.user_attrs:
+        study.set_user_attr("validation", data.describe_valid())
     measurement = candidate.Measurement.of_edition(edition, device=settings.device,
                                                    latency_input=settings.latency_input, dtype=settings.dtype)
     return TrialObjective(settings=settings, data=data, budget=budget_of(settings), measurement=measurement,
@@ -87,7 +91,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     budget = budget_of(settings)
     check_output_folder(settings.run_dir)
     # bad data is refused before a study is created for it
-    data = load_dataset(settings.data, valid_limit=settings.valid_limit)
+    data = load_dataset(settings.data, valid_limit=settings.valid_limit, edition=settings.rules)
     extra = extra_references(settings)  # a bad model file is refused before a study is created
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     created = prepare_storage_folder(settings.storage_url)
@@ -103,6 +107,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
             f"{budget.batch_size}, LR patch {budget.lr_patch}, lr {budget.lr:g}), "
             f"device {settings.device}, {settings.workers} worker(s)")
         say(f"  storage {settings.storage_url}" + (f" (folder {created} created)" if created else ""))
+        say(f"  data {data.source}: validated on {data.describe_valid()}")
         if done < settings.trials:
             if settings.workers == 1:
                 optimize(settings, study, say=say, data=data)
@@ -430,7 +435,8 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
                if verdict == Verdict.UNCERTAIN.value else ""))
         if settings.export_winner:
             files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
-                                   artifacts_dir=settings.run_dir / "artifacts", say=say)
+                                   artifacts_dir=settings.run_dir / "artifacts", study_edition=settings.rules,
+                                   edition=settings.rules, say=say)
     report = write_report(study=study, settings=settings, budget=budget_of(settings), track=track, frame=frame,
                           board=board, reeval=reeval, predictor=predictor, winner=winner,
                           out=settings.run_dir / "report.html")
@@ -490,9 +496,11 @@ def _winner_row(board: pd.DataFrame, reeval: pd.DataFrame, number: int) -> pd.Se
 
 
 def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], *, out_dir: Path,
-                  artifacts_dir: Path, say: Printer) -> list[Path]:
-    """Export the given trials (config, trained weights from the artifact store, metrics)."""
+                  artifacts_dir: Path, study_edition: Edition, edition: Edition, say: Printer) -> list[Path]:
+    """Export the given trials (config, trained weights from the artifact store, metrics); the metrics follow
+    `edition`'s rules (`search.export_metrics`), the study having measured by `study_edition`'s."""
     store = FileSystemArtifactStore(str(artifacts_dir))
+    references = references_frame(study)
     written = []
     for number in numbers:
         trial = study.trials[number]
@@ -505,8 +513,11 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
             state_dict = torch.load(weights, map_location="cpu", weights_only=True)
         row = frame.loc[frame["number"] == number].iloc[0]
         metrics = {k: (None if pd.isna(v) else getattr(v, "item", lambda: v)()) for k, v in row.items()}
-        name = f"trial{number}_{trial.user_attrs['config']['block']}"
-        result = export_architecture(config=ArchConfig.from_dict(trial.user_attrs["config"]), state_dict=state_dict,
+        config = ArchConfig.from_dict(trial.user_attrs["config"])
+        metrics = edition_metrics(metrics, config=config, edition=edition, study_edition=study_edition,
+                                  references=references)
+        name = f"trial{number}_{config.block}"
+        result = export_architecture(config=config, state_dict=state_dict,
                                      metrics={"study": study.study_name, "trial": number, **metrics},
                                      out_dir=out_dir, name=name)
         if result.unchanged:

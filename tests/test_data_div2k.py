@@ -1,14 +1,19 @@
-"""Reading DIV2K-layout folders written by the tests: with and without LR folders, and the errors."""
+"""Reading data folders written by the tests, in the DIV2K and the DIV2K_LSDIR layouts: with and without LR
+folders, limits, the edition's layout, and the errors."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import logging
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from data import DataError, bicubic_downscale, crop_to_multiple, load_dataset, load_div2k, load_embedded, read_image
+from data.div2k import LAYOUTS
+from editions import ValidationSet, get_edition
 
 
 def _random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -93,7 +98,9 @@ def test_missing_layout_names_the_expected_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_div2k(tmp_path / "nowhere")
     (tmp_path / "DIV2K_train_HR").mkdir()
-    with pytest.raises(DataError, match=r"expected DIV2K_train_HR/ and DIV2K_valid_HR/.*missing: DIV2K_valid_HR/"):
+    with pytest.raises(DataError, match=r"no validation folder of an accepted layout: DIV2K \(DIV2K_train_HR/ with "
+                                        r"DIV2K_valid_HR/.*; or DIV2K_LSDIR \(DIV2K_train_HR/ and/or LSDIR_train_HR/ "
+                                        r"with DIV2K_LSDIR_valid_HR/"):
         load_div2k(tmp_path)
     (tmp_path / "DIV2K_valid_HR").mkdir()
     with pytest.raises(DataError, match="DIV2K_train_HR holds no .png images"):
@@ -136,3 +143,93 @@ def test_sixteen_bit_grey_is_refused(tmp_path: Path) -> None:
 
 def test_no_path_means_the_embedded_set() -> None:
     assert load_dataset(None) is load_embedded()
+
+
+# The DIV2K_LSDIR layout of the 2024+ kits: LSDIR 000001... and DIV2K 0801... in one validation folder.
+LSDIR_VALID = ("000001", "000002", "0801")
+
+
+def _write_div2k_lsdir(root: Path, *, div2k_train: tuple[str, ...] = ("0001", "0002"),
+                       lsdir_train: tuple[str, ...] = ("0000001", "0000002"), lr: bool = True,
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Training folders (DIV2K's and LSDIR's; an empty tuple leaves one out), the validation folder and, with
+    `lr`, every LR folder; a hidden-test folder too, which must not be read. Returns name -> (hr, lr)."""
+    rng = np.random.default_rng(4)
+    written = {}
+    for names, hr_folder, lr_folder in ((div2k_train, "DIV2K_train_HR", "DIV2K_train_LR_bicubic/X4"),
+                                        (lsdir_train, "LSDIR_train_HR", "LSDIR_train_LR_bicubic/X4"),
+                                        (LSDIR_VALID, "DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR"),
+                                        (("0901",), "DIV2K_LSDIR_test_HR", "DIV2K_LSDIR_test_LR")):
+        for name in names:
+            hr, low = _random_image(rng, 32, 40), _random_image(rng, 8, 10)
+            _save(root / hr_folder / f"{name}.png", hr)
+            if lr:
+                _save(root / lr_folder / f"{name}x4.png", low)
+            written[name] = (hr, low)
+    return written
+
+
+def test_every_edition_validation_layout_can_be_read() -> None:
+    assert set(LAYOUTS) == {validation.value for validation in ValidationSet}
+
+
+def test_reads_the_div2k_lsdir_layout_with_lr_folders(tmp_path: Path) -> None:
+    written = _write_div2k_lsdir(tmp_path)
+    data = load_dataset(tmp_path)
+    assert [p.name for p in data.train] == ["0001", "0002", "0000001", "0000002"]
+    assert [p.name for p in data.valid] == list(LSDIR_VALID)  # the hidden test's 0901 is not read
+    for pair in data.train + data.valid:
+        np.testing.assert_array_equal(pair.hr, written[pair.name][0])
+        np.testing.assert_array_equal(pair.lr, written[pair.name][1])
+    assert data.valid_set == "DIV2K_LSDIR_valid" and data.describe_valid() == "DIV2K_LSDIR_valid (3 images)"
+    assert data.valid_lr == "DIV2K_LSDIR_valid_LR"
+    assert data.train_lr == "DIV2K_train_HR: DIV2K_train_LR_bicubic/X4; LSDIR_train_HR: LSDIR_train_LR_bicubic/X4"
+
+
+def test_lsdir_training_alone_with_lr_made_by_bicubic(tmp_path: Path) -> None:
+    written = _write_div2k_lsdir(tmp_path, div2k_train=(), lr=False)
+    data = load_dataset(tmp_path)
+    assert [p.name for p in data.train] == ["0000001", "0000002"]
+    for pair in data.train + data.valid:
+        np.testing.assert_array_equal(pair.lr, bicubic_downscale(written[pair.name][0]))
+    assert "bicubic" in data.train_lr and "bicubic" in data.valid_lr
+
+
+def test_div2k_lsdir_limits_keep_the_first_images_across_training_folders(tmp_path: Path) -> None:
+    _write_div2k_lsdir(tmp_path)
+    (tmp_path / "DIV2K_LSDIR_valid_LR" / "0801x4.png").unlink()  # beyond the limit: never looked for
+    data = load_dataset(tmp_path, train_limit=3, valid_limit=2)
+    assert [p.name for p in data.train] == ["0001", "0002", "0000001"]
+    assert [p.name for p in data.valid] == ["000001", "000002"]  # LSDIR's names sort before DIV2K's
+    assert data.describe_valid() == "DIV2K_LSDIR_valid (2 images)"
+
+
+def test_div2k_lsdir_needs_a_training_folder(tmp_path: Path) -> None:
+    _save(tmp_path / "DIV2K_LSDIR_valid_HR" / "000001.png", _random_image(np.random.default_rng(5), 16, 16))
+    with pytest.raises(DataError, match=r"DIV2K_LSDIR_valid_HR/ but no training folder: the DIV2K_LSDIR layout "
+                                        r"needs DIV2K_train_HR/ and/or LSDIR_train_HR/"):
+        load_dataset(tmp_path)
+
+
+def test_a_folder_of_both_layouts_is_read_in_the_edition_s(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _write_div2k(tmp_path, train_lr=None, valid_lr=None)
+    _write_div2k_lsdir(tmp_path, div2k_train=(), lsdir_train=("0000001",), lr=False)
+    with caplog.at_level(logging.WARNING, logger="data"):
+        assert load_dataset(tmp_path).valid_set == "DIV2K_valid"  # no edition: the first layout, DIV2K
+        assert load_dataset(tmp_path, edition=get_edition(2022)).valid_set == "DIV2K_valid"
+        lsdir = load_dataset(tmp_path, edition=get_edition(2026))
+    assert lsdir.valid_set == "DIV2K_LSDIR_valid" and [p.name for p in lsdir.valid] == list(LSDIR_VALID)
+    assert [p.name for p in lsdir.train] == ["0001", "0002", "0003", "0000001"]
+    assert not caplog.records
+
+
+def test_another_edition_s_validation_set_is_read_with_one_warning(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    _write_div2k(tmp_path, train_lr=None, valid_lr=None)
+    with caplog.at_level(logging.WARNING, logger="data"):
+        for _ in range(2):  # a search loads its data several times: one warning
+            assert load_dataset(tmp_path, edition=get_edition(2024)).valid_set == "DIV2K_valid"
+        load_dataset(None, edition=get_edition(2024))  # the embedded stand-in is no edition's: no warning
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path} holds DIV2K_valid, but NTIRE 2024 validates on DIV2K_LSDIR_valid: its PSNR floor and published "
+        f"figures are on other images (give --data a folder with DIV2K_LSDIR_valid_HR/ to match)"]

@@ -86,6 +86,15 @@ def test_cuda_without_cuda_is_a_clear_error():
         measure_latency(tiny(), device="cuda", **FAST)
 
 
+def test_devices_resolve_as_everywhere_else():
+    """The toolkit's one device rule: `auto` and a torch.device are accepted, other device types refused."""
+    report = measure_latency(tiny(), device="auto", **FAST, **ONE_THREAD)
+    assert report.timer == ("cuda_events" if torch.cuda.is_available() else "perf_counter")
+    assert measure_latency(tiny(), device=torch.device("cpu"), **FAST).device_name.startswith("cpu")
+    with pytest.raises(ValueError, match="only cpu and cuda devices are supported"):
+        measure_latency(tiny(), device="meta", **FAST)
+
+
 def test_a_model_against_itself_has_a_ratio_near_one():
     model = tiny(16)
     relative = measure_relative_latency(model, model, rounds=3, input_shape=(3, 16, 16), warmup=2, repeats=9,

@@ -86,7 +86,8 @@ def test_missing_data_folder(capsys, results, tmp_path):
 def test_malformed_data_folder(capsys, results, tmp_path):
     (tmp_path / "DIV2K" / "DIV2K_train_HR").mkdir(parents=True)
     code, err = run_main(capsys, *search_args(results, tmp_path / "DIV2K"))
-    assert_one_clear_line(code, err, "is not a DIV2K folder", "DIV2K_valid_HR")
+    assert_one_clear_line(code, err, "no validation folder of an accepted layout", "DIV2K_valid_HR/",
+                          "DIV2K_LSDIR_valid_HR/")
     assert not results.exists()
 
 

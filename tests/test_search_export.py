@@ -1,16 +1,22 @@
 import ast
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
+import run_search
 import search.export
+from conftest import STUDY, sqlite_url
+from evaluators.counter import Counter, count_complexity
 from search.export import export_architecture, load_exported
-from spaces import ArchConfig, build_model, inference_config, inference_form
+from search.report import references_frame
+from spaces import ArchConfig, build_model, get_reference, inference_config, inference_form
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_ONLY = {"__future__", "torch", "torch.nn", "torch.nn.functional"}
@@ -279,3 +285,63 @@ def test_exporting_the_same_network_again_leaves_the_files_as_they_are(tmp_path)
     with pytest.raises(FileExistsError, match="refusing to overwrite an export"):
         export_architecture(config=config, state_dict=changed, metrics={}, out_dir=tmp_path, name="again",
                             onnx_input_shape=None)
+
+
+# `export --edition`: a study of the default edition (2022) exported for the 2024+ rules. The session's study of
+# the four references (conftest: imdn, rfdn, rlfn, span, trials 0-3) is the tiny study; trial 2 is RLFN.
+RLFN_TRIAL = "2"
+
+
+def export_metrics(results, capsys, *, edition=None, out=None):
+    """Run `export --trial 2` on the study in `results`; returns (exit code, its metrics JSON or None, stderr)."""
+    args = ["export", "--study", STUDY, "--results", str(results), "--trial", RLFN_TRIAL]
+    args += (["--edition", edition] if edition else []) + (["--out", str(out)] if out else [])
+    code = run_search.main(args)
+    folder = out or results / STUDY / ("export" if edition is None else f"export-{edition}")
+    metrics = json.loads(next(folder.glob("*.metrics.json")).read_text()) if code == 0 else None
+    return code, metrics, capsys.readouterr().err
+
+
+def fvcore_figures(name):
+    return count_complexity(inference_form(build_model(get_reference(name))), counter=Counter.FVCORE)
+
+
+def test_export_for_a_later_edition_counts_by_its_rules(study_with_references, capsys):
+    code, own, err = export_metrics(study_with_references, capsys)
+    assert code == 0, err
+    assert own["edition"] == 2022 and own["flops_counter"] == "ntire2022" and own["latency_ratio_to"] == "imdn"
+    assert "c_params" in own and "study_edition" not in own and "score" not in own  # 2022 ranks a whole board
+
+    code, later, err = export_metrics(study_with_references, capsys, edition="2026")
+    assert code == 0, err
+    assert later["edition"] == 2026 and later["study_edition"] == 2022 and later["flops_counter"] == "fvcore"
+    rlfn, span = fvcore_figures("rlfn"), fvcore_figures("span")
+    assert later["flops_g"] == rlfn.flops_g != own["flops_g"]  # fvcore skips what the 2022 counter counts
+    assert later["params"] == own["params"] == rlfn.params
+    # The study timed SPAN (2026's baseline) beside IMDN: the two ratios to IMDN divide.
+    study = optuna.load_study(study_name=STUDY, storage=sqlite_url(study_with_references))
+    references = references_frame(study).set_index("name")
+    assert later["latency_ratio_to"] == "span"
+    assert later["latency_ratio"] == pytest.approx(own["latency_ratio"] / references.loc["span", "latency_ratio"])
+    assert later["score"] == pytest.approx(0.8 * math.exp(2 * later["latency_ratio"])
+                                           + 0.1 * math.exp(2 * rlfn.flops / span.flops)
+                                           + 0.1 * math.exp(2 * rlfn.params / span.params))
+    assert not {"c_params", "c_psnr", "feasible", "pareto", "verdict"} & set(later)  # 2022's judgement, not 2026's
+    assert later["psnr"] == own["psnr"] and later["export"]["name"] == own["export"]["name"]
+    # The study's own export folder holds 2022's metrics: exporting 2026's over them is refused.
+    code, _, err = export_metrics(study_with_references, capsys, edition="2026",
+                                  out=study_with_references / STUDY / "export")
+    assert code == 2 and err.startswith("error: ") and "refusing to overwrite an export" in err
+
+
+def test_export_for_an_edition_whose_baseline_the_study_did_not_time(study_with_references, capsys, caplog, tmp_path):
+    code, metrics, err = export_metrics(study_with_references, capsys, edition="2024", out=tmp_path / "x")
+    assert code == 0, err
+    assert metrics["edition"] == 2024 and metrics["latency_ratio_to"] == "rlfn_prune"
+    assert metrics["flops_g"] == fvcore_figures("rlfn").flops_g
+    assert metrics["latency_ratio"] is None and metrics["score"] is None
+    assert "baseline rlfn_prune was not timed in this NTIRE 2022 study" in caplog.text
+
+    code, _, err = export_metrics(study_with_references, capsys, edition="1999", out=tmp_path / "y")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: unknown edition '1999'; known: 2022")

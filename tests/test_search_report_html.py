@@ -76,7 +76,8 @@ def _add(study: optuna.Study, attrs: dict, *, state: TrialState) -> None:
 
 def _report(tmp_path: Path) -> Path:
     study = _study()
-    settings = SearchSettings(study_name="study", results=str(tmp_path / "results"), trials=7)
+    study.set_user_attr("validation", "DIV2K_LSDIR_valid (200 images)")  # what the search's data loader recorded
+    settings = SearchSettings(study_name="study", results=str(tmp_path / "results"), trials=7, data="/data/esr")
     frame = trials_frame(study, RUNTIME)
     board = leaderboard(frame, references_frame(study), RUNTIME, edition=settings.rules)
     run_dir = tmp_path / "results" / "study"
@@ -99,7 +100,8 @@ def test_the_report_is_one_offline_page_with_every_section(tmp_path):
     # Links to what the run folder holds, and only that.
     assert '<a href="trials.csv">' in text and '<a href="reevaluation.csv">' not in text
     # How the figures were measured: device, dtype, input, repeats, versions.
-    for fragment in ("test CPU", "fp32", "1x3x24x36", "10 repeats", "torch ", "toolkit "):
+    for fragment in ("test CPU", "fp32", "1x3x24x36", "10 repeats", "torch ", "toolkit ",
+                     "validation on DIV2K_LSDIR_valid (200 images) in /data/esr;"):
         assert fragment in html.unescape(text), fragment
     # The predictor's interval and verdict, where the trials carry them.
     assert "<th>verdict</th>" in text and '<span class="interval">[' in text

@@ -72,6 +72,7 @@ def test_the_first_lines_say_when_the_storage_folder_was_created(search_settings
     settings = search_settings(tmp_path / "results", storage=f"sqlite:///{folder}/x.db")
     run(settings, say=lines.append)
     assert lines[2] == f"  storage sqlite:///{folder}/x.db (folder {folder} created)"
+    assert lines[3] == f"  data {settings.data}: validated on DIV2K_valid (2 images)"  # the tiny DIV2K folder's
     lines.clear()
     run(settings, say=lines.append)
     assert lines[2] == f"  storage sqlite:///{folder}/x.db"

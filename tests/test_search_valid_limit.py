@@ -28,7 +28,8 @@ def test_the_search_loads_only_the_first_n_validation_images(tiny_div2k: Path, t
     settings = SearchSettings(data=str(tiny_div2k), valid_limit=1, results=str(tmp_path / "results"), device="cpu")
     with pytest.raises(_Loaded):
         runner.run_search(settings, say=lambda line: None)
-    assert seen == [(str(tiny_div2k), {"valid_limit": 1})]
+    # the edition too: a folder holding both layouts is read in the edition's
+    assert seen == [(str(tiny_div2k), {"valid_limit": 1, "edition": settings.rules})]
     assert "valid_limit" in STUDY_DEFINING  # the PSNRs of a study depend on it: a resumed study must keep it
 
 
