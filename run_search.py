@@ -63,6 +63,8 @@ def shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+KIT_RUNTIME_HELP = ("also time as the kits' test_demo.py does: each validation LR image at its own size, batch 1, "
+                    "fp32, no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
 EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
 
 
@@ -145,9 +147,7 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
-    p.add_argument("--kit-runtime", action="store_true",
-                   help="also time as the kits' test_demo.py does: each validation LR image at its own size, "
-                        "no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
+    p.add_argument("--kit-runtime", action="store_true", help=KIT_RUNTIME_HELP)
     p.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder: memory also the challenge's way (max over its "
                                   "validation set), and the images --kit-runtime times (default: the embedded "
                                   "photographs)")
@@ -189,6 +189,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
     p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16 (latency only; PSNR is fp32)")
+    p.add_argument("--kit-runtime", action="store_true", help=KIT_RUNTIME_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON record")
     add_model_options(p)
     return p
@@ -215,10 +216,13 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
     device = resolve_device(options.device)
     psnr = train_proxy.validation_psnr(model, data.valid, device=device)
     bicubic = train_proxy.bicubic_baseline_psnr(data)
-    record, = profile_models([(label, inference_form(model))],
-                             reference=inference_form(build_model(get_reference(edition.baseline))),
+    models = [(label, inference_form(model))]
+    images = [to_tensor(pair.lr) for pair in data.valid]
+    record, = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
                              counter=edition.counter, device=device, input_shape=options.input, dtype=options.dtype,
-                             memory_images=[to_tensor(pair.lr) for pair in data.valid])
+                             memory_images=images)
+    if options.kit_runtime:
+        add_kit_runtime([record], models, images=images, device=device)
     record.update(psnr=psnr, bicubic_psnr=bicubic, valid={**data.to_dict(), "valid_set": data.valid_set},
                   edition=edition.year,
                   data_range=getattr(arch, "data_range", getattr(arch, "input_scale", 1.0)))
@@ -229,6 +233,8 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
           f"(bicubic {bicubic:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
           f"{record['data_range']:g}); {edition.name}, baseline {edition.baseline}")
     print(format_profile_table([record]))
+    if options.kit_runtime:
+        print(format_kit_runtime([record]))
     return 0
 
 
@@ -250,17 +256,21 @@ def run_profile_command(options: argparse.Namespace) -> int:
         check_x4(model, label=label)
         models.append((label, inference_form(model)))
     kwargs = {"repeats": options.repeats} if options.repeats else {}
-    if options.data is not None:
+    images = None
+    if options.data is not None or options.kit_runtime:
         from data import load_dataset, to_tensor
         if options.valid_limit is not None and options.valid_limit < 1:
             raise ValueError(f"--valid-limit must be positive, got {options.valid_limit}")
         valid = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition).valid
-        kwargs["memory_images"] = [to_tensor(pair.lr) for pair in valid]
+        images = [to_tensor(pair.lr) for pair in valid]
+    if options.data is not None:
+        kwargs["memory_images"] = images
+    device = resolve_device(options.device)
     records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
-                             counter=edition.counter, device=resolve_device(options.device), input_shape=options.input,
+                             counter=edition.counter, device=device, input_shape=options.input,
                              dtype=options.dtype, channels_last=options.channels_last, **kwargs)
     if options.kit_runtime:
-        add_kit_runtime(records, models, data=options.data, edition=edition, device=resolve_device(options.device))
+        add_kit_runtime(records, models, images=images, device=device)
     published = published_records(edition, [name for name, _ in models])
     if options.json:
         print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
@@ -269,24 +279,25 @@ def run_profile_command(options: argparse.Namespace) -> int:
               f"judged on {edition.gpu or 'a GPU the facts do not record'}")
         print(format_profile_table(records))
         if options.kit_runtime:
-            first = records[0]["kit_runtime"]
-            print(f"kit runtime ({first['protocol']}; {first['timer']}, {first['device_name']}, "
-                  f"{len(first['per_image_ms'])} images): "
-                  + ", ".join(f"{r['name']} {r['kit_runtime']['mean_ms']:.2f} ms" for r in records))
+            print(format_kit_runtime(records))
         if published:
             print(format_published(edition, published))
     return 0
 
 
-def add_kit_runtime(records: list, models: list, *, data: str | None, edition, device) -> None:
-    """Each record gets `kit_runtime`: the kits' protocol on the validation LR images of `data` (the edition's
-    layout where the folder holds both)."""
-    from data import load_dataset
-    from data.dataset import to_tensor
+def add_kit_runtime(records: list, models: list, *, images: list, device) -> None:
+    """Each record gets `kit_runtime`: the kits' protocol on `images` (the validation LR images)."""
     from evaluators.kit_runtime import measure_kit_runtime
-    images = [to_tensor(pair.lr) for pair in load_dataset(data, edition=edition).valid]
     for record, (_, model) in zip(records, models):
         record["kit_runtime"] = measure_kit_runtime(model, images, device=device).to_dict()
+
+
+def format_kit_runtime(records: list) -> str:
+    """One line: how the kits' protocol timed, and each model's mean."""
+    first = records[0]["kit_runtime"]
+    return (f"kit runtime ({first['protocol']}; {first['timer']}, {first['device_name']}, "
+            f"{len(first['per_image_ms'])} images): "
+            + ", ".join(f"{r['name']} {r['kit_runtime']['mean_ms']:.2f} ms" for r in records))
 
 
 def study_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -25,6 +25,13 @@ class ValidationSet(enum.Enum):
     DIV2K = "DIV2K"  # DIV2K 0801-0900 valid, 0901-1000 test
     DIV2K_LSDIR = "DIV2K_LSDIR"  # LSDIR 000001-000100 + DIV2K 0801-0900 valid; hidden DIV2K_LSDIR test
 
+    def image_names(self) -> frozenset[str]:
+        """The validation images' names (file stems of the HR images)."""
+        div2k = {f"{i:04d}" for i in range(801, 901)}
+        if self is ValidationSet.DIV2K:
+            return frozenset(div2k)
+        return frozenset(div2k | {f"{i:06d}" for i in range(1, 101)})
+
 
 @dataclasses.dataclass(frozen=True)
 class Floor:

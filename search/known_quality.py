@@ -28,7 +28,6 @@ from spaces import ModelFileError, read_kit
 logger = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).with_name("calibration_points.json")
-DIV2K_VALID = tuple(f"{i:04d}" for i in range(801, 901))
 
 
 @functools.cache
@@ -43,14 +42,15 @@ def setting_key(*, data: SRDataset, budget: train_proxy.Budget, seed: int, devic
     return {"data": data.to_dict(), "budget": budget.to_dict(), "seed": seed, "device_type": device.split(":")[0]}
 
 
-def reference_targets(*, data: SRDataset, published: dict[str, float]) -> tuple[dict[str, float], str]:
+def reference_targets(*, data: SRDataset, published: dict[str, float],
+                      validation: ValidationSet) -> tuple[dict[str, float], str]:
     """(reference name -> its official weights' PSNR on `data.valid`, where that figure comes from): the shipped
-    measurement for the same validation images; the published figure when the validation set is the edition's
-    own (full DIV2K valid); else the published figure as a stand-in (other images: the map is then a guess)."""
+    measurement for the same validation images; the published figure when the images are the edition's whole
+    `validation` set; else the published figure as a stand-in (other images: the map is then a guess)."""
     figures = shipped()
     if figures and figures.get("valid") == data.to_dict()["valid_names"]:
         return dict(figures["references"]), "official weights on these validation images (shipped)"
-    if tuple(pair.name for pair in data.valid) == DIV2K_VALID:
+    if {pair.name for pair in data.valid} == validation.image_names():
         return dict(published), "published (these are the challenge's validation images)"
     return dict(published), "published, as a stand-in: these validation images are not the challenge's"
 

@@ -126,7 +126,8 @@ class TrialObjective:
         """The predictor on the references measured in this study (their proxy runs as `records` hold them)
         and, with `known`, the known points of this setting."""
         published = {n: self.edition.published_psnr(n) for n in self.edition.calibration_references}
-        targets, source = known_quality.reference_targets(data=self.data, published=published)
+        targets, source = known_quality.reference_targets(data=self.data, published=published,
+                                                          validation=self.edition.validation)
         calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
         points = known_quality.reference_points(calibrating, targets, published, source=source)
         points += self.known_points if known else []

@@ -7,7 +7,8 @@ import pytest
 
 import train_proxy
 from data import load_dataset
-from editions import get_edition
+from data.dataset import ImagePair
+from editions import ValidationSet, get_edition
 from search import fidelity, known_quality
 from search.calibration import CalibrationPoint, ProxyRun
 from search.measurement_cache import MeasurementCache, measure_architecture
@@ -57,8 +58,23 @@ def test_shipped_points_apply_only_to_their_own_setting():
     assert len(known_quality.shipped_points(key=key)) == len(shipped["points"]) >= 20
     for other in ({**key, "seed": 1}, {**key, "device_type": "cuda"}):
         assert known_quality.shipped_points(key=other) == []
-    targets, source = known_quality.reference_targets(data=data, published={"imdn": 29.13})
+    targets, source = known_quality.reference_targets(data=data, published={"imdn": 29.13},
+                                                      validation=ValidationSet.DIV2K)
     assert targets["imdn"] == pytest.approx(29.56, abs=0.01) and "shipped" in source
+
+
+@pytest.mark.parametrize("names, validation, own", [
+    ([f"{i:04d}" for i in range(801, 901)], ValidationSet.DIV2K, True),
+    ([f"{i:06d}" for i in range(1, 101)] + [f"{i:04d}" for i in range(801, 901)], ValidationSet.DIV2K_LSDIR, True),
+    ([f"{i:04d}" for i in range(801, 901)], ValidationSet.DIV2K_LSDIR, False),  # DIV2K's half of the 2024+ set
+])
+def test_published_targets_are_the_challenges_own_only_on_its_whole_validation_set(names, validation, own):
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    pair = ImagePair(name="x", hr=np.zeros((16, 16, 3), dtype=np.uint8), lr=image)
+    data = dataclasses.replace(load_dataset(None), valid=tuple(dataclasses.replace(pair, name=n) for n in names))
+    targets, source = known_quality.reference_targets(data=data, published={"span": 26.94}, validation=validation)
+    assert targets == {"span": 26.94}
+    assert ("stand-in" not in source) == own
 
 
 def test_published_figures_of_another_validation_set_are_dropped():
