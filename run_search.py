@@ -271,7 +271,8 @@ def run_profile_command(options: argparse.Namespace) -> int:
                              dtype=options.dtype, channels_last=options.channels_last, **kwargs)
     if options.kit_runtime:
         add_kit_runtime(records, models, images=images, device=device)
-    published = published_records(edition, [name for name, _ in models])
+    # The baseline's figures are always shown: they are what the ratios and limits are measured against.
+    published = published_records(edition, list(dict.fromkeys([name for name, _ in models] + [edition.baseline])))
     if options.json:
         print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
     else:

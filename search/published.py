@@ -28,7 +28,8 @@ def format_published(edition: Edition, records: dict[str, dict[str, Any]]) -> st
     lines = [f"published by {edition.name} (PSNR on {edition.validation.value} valid / test, runtime on "
              f"{edition.gpu or 'an unrecorded GPU'}):"]
     for name, r in records.items():
-        lines.append(f"  {name}: params {show(r['params_m'], '{:.3f}')} M, FLOPs {show(r['flops_g'], '{:.2f}')} G, "
+        label = f"{name} (baseline)" if name == edition.baseline else name
+        lines.append(f"  {label}: params {show(r['params_m'], '{:.3f}')} M, FLOPs {show(r['flops_g'], '{:.2f}')} G, "
                      f"runtime {show(r['runtime_ms'], '{:.2f}')} ms, PSNR {show(r['val_psnr'], '{:.2f}')} / "
                      f"{show(r['test_psnr'], '{:.2f}')} dB")
     return "\n".join(lines)
