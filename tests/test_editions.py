@@ -124,10 +124,10 @@ def test_profile_shows_the_editions_baseline_and_published_figures(capsys):
 
 def test_profile_shows_the_baseline_figures_even_when_the_baseline_is_not_profiled(capsys):
     from run_search import main
-    assert main(["profile", "--edition", "2024", "rlfn", "--repeats", "3", "--input", "3x16x16"]) == 0
+    assert main(["profile", "--edition", "2024", "rlfn", "--repeats", "5", "--input", "3x16x16"]) == 0
     out = capsys.readouterr().out
     assert "rlfn_prune (baseline): params 0.317 M, FLOPs 19.67 G, runtime 13.54 ms, PSNR 26.96 / 27.07 dB" in out
-    assert main(["profile", "--edition", "2025", "span", "--repeats", "3", "--input", "3x16x16"]) == 0
+    assert main(["profile", "--edition", "2025", "span", "--repeats", "5", "--input", "3x16x16"]) == 0
     out = capsys.readouterr().out
     assert "efdn (baseline): params 0.276 M, FLOPs 16.70 G, runtime 16.69 ms, PSNR 26.93 / 27.01 dB" in out
 
