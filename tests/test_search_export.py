@@ -30,9 +30,11 @@ CASES = {
                        fusion="span_taps", subtract_mean=True, input_scale=255.0),
     "rep_imdn": ArchConfig(block="imdb", num_blocks=2, channels=16, kernel_size=5, attention="cca",
                            fusion="concat", rep_conv=True),
+    "rep_efdn": ArchConfig(block="efdb", num_blocks=3, channels=16, mid_channels=12, attention="esa",
+                           activation="prelu", fusion="local", rep_conv=True),
 }
 # ONNX export takes seconds per network: skip it where another case covers the same operators.
-ONNX_CASES = ["rlfn", "rfdn", "span", "rep_imdn"]
+ONNX_CASES = ["rlfn", "rfdn", "span", "rep_imdn", "rep_efdn"]
 
 # Run as the NTIRE test_demo does: cwd = the folder holding models/ and model_zoo/, no toolkit on the path.
 NTIRE_STYLE_RUN = """
