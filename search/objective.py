@@ -31,7 +31,7 @@ from search.settings import SearchSettings
 from search.constraints import constraint_values, violated_before_training
 from search.study import reap_dead_workers, reference_records, worker_id
 from search.tracks import get_track
-from spaces import Architecture, ArchConfig, get_reference, get_space
+from spaces import Architecture, ArchConfig, SearchSpace, get_reference
 
 POLL_S = 5.0
 NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
@@ -40,12 +40,12 @@ NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
 class TrialObjective:
     """Callable for `study.optimize`; holds what every trial of a worker shares (data, baseline model, limits)."""
 
-    def __init__(self, *, settings: SearchSettings, data: Any, budget: Any, measurement: candidate.Measurement,
-                 artifacts: FileSystemArtifactStore, bicubic_psnr: float) -> None:
+    def __init__(self, *, settings: SearchSettings, space: SearchSpace, data: Any, budget: Any,
+                 measurement: candidate.Measurement, artifacts: FileSystemArtifactStore, bicubic_psnr: float) -> None:
         self.settings = settings
         self.edition = settings.rules
         self.track = get_track(settings.track, self.edition)
-        self.space = get_space(settings.space)
+        self.space = space
         self.data, self.budget, self.measurement = data, budget, measurement
         self.artifacts = artifacts
         self.bicubic_psnr = bicubic_psnr

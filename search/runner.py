@@ -34,14 +34,14 @@ from search.export_metrics import edition_metrics
 from search.objective import TrialObjective, measure_reference
 from search.plots import write_plots
 from search.reevaluate import reevaluate
-from spaces import Architecture, build_model, check_x4
-from spaces.resolve import ModelOptions, resolve_architecture
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
 from search.settings import SearchSettings
 from search.report_html import write_report
-from search.study import done_trials, make_storage, open_study, prepare_storage_folder, reference_records
+from search.study import (done_trials, make_storage, open_study, prepare_storage_folder, reference_records,
+                          study_space)
 from search.tracks import get_track
-from spaces import ArchConfig
+from spaces import Architecture, ArchConfig, build_model, check_x4, get_space
+from spaces.resolve import ModelOptions, resolve_architecture
 
 Printer = Callable[[str], None]
 MAX_FAILURES_IN_A_ROW = 5
@@ -73,7 +73,7 @@ def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any =
         study.set_user_attr("validation", data.describe_valid())
     measurement = candidate.Measurement.of_edition(edition, device=settings.device,
                                                    latency_input=settings.latency_input, dtype=settings.dtype)
-    return TrialObjective(settings=settings, data=data, budget=budget_of(settings), measurement=measurement,
+    return TrialObjective(settings=settings, space=study_space(study, settings), data=data, budget=budget_of(settings), measurement=measurement,
                      artifacts=artifact_store(settings), bicubic_psnr=study.user_attrs["bicubic_psnr"])
 
 
@@ -108,6 +108,9 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
             f"device {settings.device}, {settings.workers} worker(s)")
         say(f"  storage {settings.storage_url}" + (f" (folder {created} created)" if created else ""))
         say(f"  data {data.source}: validated on {data.describe_valid()}")
+        if study_space(study, settings) != get_space(settings.space):
+            say(f"  space {settings.space!r} has grown since this study began: it goes on sampling the space it "
+                f"began with (new choices need a new --study-name)")
         if done < settings.trials:
             if settings.workers == 1:
                 optimize(settings, study, say=say, data=data)

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from editions import DEFAULT_EDITION
 from search.settings import SearchSettings
 from search.tracks import get_track
-from spaces import get_space, reference_params
+from spaces import SearchSpace, get_space, reference_params
 
 HEARTBEAT_INTERVAL_S = 20
 GRACE_PERIOD_S = 60
@@ -163,9 +163,23 @@ def _wait_until_ready(study: optuna.Study, timeout_s: float = READY_TIMEOUT_S) -
     return stored
 
 
+def study_space(study: optuna.Study, settings: SearchSettings) -> SearchSpace:
+    """The search space as `study` has recorded it: the toolkit's space of that name, with the ranges and choices
+    the study's trials were sampled from. A study begun before a space grew (a new block type, a new
+    activation) resumes with the space it began with: Optuna refuses a parameter whose choices change."""
+    recorded: dict[str, tuple] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            if name not in recorded:
+                recorded[name] = tuple(distribution.choices) \
+                    if isinstance(distribution, optuna.distributions.CategoricalDistribution) \
+                    else (distribution.low, distribution.high, distribution.step)
+    return get_space(settings.space).recorded(recorded)
+
+
 def enqueue_references(study: optuna.Study, settings: SearchSettings) -> None:
     """Enqueue each reference that has no trial completed, waiting or running."""
-    space = get_space(settings.space)
+    space = study_space(study, settings)
     alive = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
     present = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False, states=alive)}
     references = settings.rules.references

@@ -8,7 +8,7 @@ them jointly, the others sample the missing ones independently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from spaces.config import ACTIVATIONS, ATTENTIONS, FUSIONS, ArchConfig, is_distilling
@@ -94,15 +94,29 @@ class SearchSpace:
             return False
         return True
 
+    def recorded(self, ranges: dict[str, tuple]) -> SearchSpace:
+        """This space with the choices (categorical) or (low, high, step) of the trial parameters in `ranges`
+        replaced: the space a study has recorded, which it must keep sampling (Optuna refuses a parameter whose
+        choices change within a study). Names that are not parameters of the space are ignored."""
+        return replace(self, **{PARAMETER_FIELDS[name]: tuple(value) for name, value in ranges.items()
+                                if name in PARAMETER_FIELDS})
+
     def _admits(self, name: str, value: Any) -> bool:
-        choices = {"block": self.blocks, "kernel_size": self.kernel_sizes, "attention": self.attentions,
-                   "activation": self.activations, "fusion": self.fusions, "rep_conv": self.rep_conv,
-                   "subtract_mean": self.subtract_mean}
-        if name in choices:
-            return value in choices[name]
-        low, high, step = getattr(self, name)
+        field = getattr(self, PARAMETER_FIELDS[name])
+        if name in CATEGORICAL:
+            return value in field
+        low, high, step = field
         steps_from_low = (value - low) / step
         return low <= value <= high and abs(steps_from_low - round(steps_from_low)) < 1e-9
+
+
+# Trial parameter -> the SearchSpace field holding its choices or its (low, high, step).
+PARAMETER_FIELDS = {"block": "blocks", "num_blocks": "num_blocks", "channels": "channels",
+                    "mid_channels": "mid_channels", "distill_rate": "distill_rate", "distill_steps": "distill_steps",
+                    "kernel_size": "kernel_sizes", "attention": "attentions", "esa_channels": "esa_channels",
+                    "activation": "activations", "fusion": "fusions", "rep_conv": "rep_conv",
+                    "subtract_mean": "subtract_mean"}
+CATEGORICAL = ("block", "kernel_size", "attention", "activation", "fusion", "rep_conv", "subtract_mean")
 
 
 def _categorical(trial: Suggester, name: str, choices: tuple) -> Any:

@@ -109,3 +109,20 @@ def test_report_and_export_commands_read_the_stored_study(tmp_path, capsys):
     metrics = json.loads(next(out.glob("*.metrics.json")).read_text())
     assert metrics["trial"] == 2 and metrics["params"] == 317_218
     assert list((out / "models").glob("trial2_rlfb.py")) and list((out / "model_zoo").glob("trial2_rlfb.pth"))
+
+
+def test_a_study_begun_before_its_space_grew_resumes_with_the_space_it_began_with():
+    from dataclasses import replace
+
+    from search.study import study_space
+    from spaces import get_space
+    current = get_space("mixed")
+    earlier = replace(current, blocks=("imdb", "rfdb", "rlfb", "span"), activations=("lrelu", "relu", "silu", "gelu"))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda trial: earlier.suggest(trial).channels, n_trials=4)
+    with pytest.raises(ValueError, match="dynamic value space"):  # what resuming with today's space would do
+        current.suggest(study.ask())
+    assert study_space(study, SearchSettings()) == earlier
+    study.optimize(lambda trial: study_space(study, SearchSettings()).suggest(trial).channels, n_trials=4)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 8
+    assert study_space(optuna.create_study(), SearchSettings()) == current  # a new study samples today's space
