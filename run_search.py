@@ -100,7 +100,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor", type=float,
                    help="PSNR floor [dB] on the challenge's published scale (default: the edition's validation floor)")
     p.add_argument("--predictor", default=d.predictor,
-                   help="features of the PSNR predictor: proxy+size (default) | curve+size | curve | proxy | size")
+                   help="features of the PSNR predictor: proxy+size (default) | proxy+size+acts | curve+size | curve | "
+                        "proxy | size")
     p.add_argument("--calibrate-with", metavar="KIT_DIR",
                    help="a challenge kit folder (layout of ntire-kits) whose entries add calibration points")
     p.add_argument("--reference", dest="extra_references", action="append", default=[], metavar="MODEL",

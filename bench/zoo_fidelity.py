@@ -158,7 +158,8 @@ def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[Cal
                "valid": data.to_dict()["valid_names"],
                "references": {r["entry"]: r["official_psnr"] for r in zoo if "skipped" not in r},
                "points": [{"name": p.name, "edition": p.edition, "curve": [list(c) for c in p.run.curve],
-                           "params": p.run.params, "target": p.target, "published": p.published} for p in points]}
+                           "params": p.run.params, "activations_m": p.run.activations_m, "target": p.target,
+                           "published": p.published} for p in points]}
     path.write_text(json.dumps(payload, indent=1) + "\n")
 
 

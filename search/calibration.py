@@ -46,6 +46,7 @@ class Feature(str, enum.Enum):
     LATE_GAIN = "late_gain"  # PSNR gained over the last quarter of the run: a slow starter is still climbing
     START = "start"          # PSNR before training: an image-level (bicubic) skip starts near bicubic
     LOG_PARAMS = "log_params"  # capacity
+    LOG_ACTIVATIONS = "log_activations"  # feature-map volume (conv outputs at 256x256): width times depth
 
 
 FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
@@ -54,16 +55,19 @@ FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     "curve+size": (Feature.FINAL, Feature.LATE_GAIN, Feature.START, Feature.LOG_PARAMS),
     "proxy+size": (Feature.FINAL, Feature.LOG_PARAMS),
     "size": (Feature.LOG_PARAMS,),
+    "proxy+size+acts": (Feature.FINAL, Feature.LOG_PARAMS, Feature.LOG_ACTIVATIONS),
 }
 DEFAULT_FEATURES = "proxy+size"
 
 
 @dataclass(frozen=True)
 class ProxyRun:
-    """What the predictor reads of one architecture: its proxy PSNR curve and its parameter count."""
+    """What the predictor reads of one architecture: its proxy PSNR curve, its parameter count and its
+    activations (millions of conv output elements at 1x3x256x256, as every edition's kit counts them)."""
 
     curve: tuple[tuple[int, float], ...]
     params: int
+    activations_m: float | None = None
 
     def feature(self, name: Feature) -> float:
         psnrs = [psnr for _, psnr in self.curve]
@@ -73,13 +77,20 @@ class ProxyRun:
             return psnrs[-1] - psnrs[-2] if len(psnrs) > 1 else 0.0
         if name is Feature.START:
             return psnrs[0]
+        if name is Feature.LOG_ACTIVATIONS:
+            if self.activations_m is None:
+                raise ValueError("this proxy run has no activation count; measure it again with this toolkit, "
+                                 "or choose a --predictor without acts")
+            return math.log10(self.activations_m)
         return math.log10(self.params)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ProxyRun:
-        """From a trial's or a cache's record (`psnr_curve` or `curve`, and `params`)."""
+        """From a trial's or a cache's record (`psnr_curve` or `curve`, `params`, and `activations_m` when known)."""
         curve = record.get("psnr_curve") or record.get("curve")
-        return cls(curve=tuple((int(step), float(psnr)) for step, psnr in curve), params=int(record["params"]))
+        activations = record.get("activations_m")
+        return cls(curve=tuple((int(step), float(psnr)) for step, psnr in curve), params=int(record["params"]),
+                   activations_m=None if activations is None else float(activations))
 
 
 @dataclass(frozen=True)

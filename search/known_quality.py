@@ -60,7 +60,7 @@ def shipped_points(*, key: dict[str, Any]) -> list[CalibrationPoint]:
     figures = shipped()
     if not figures or figures.get("setting") != key:
         return []
-    return [CalibrationPoint(name=p["name"], run=ProxyRun(tuple(map(tuple, p["curve"])), p["params"]),
+    return [CalibrationPoint(name=p["name"], run=ProxyRun(tuple(map(tuple, p["curve"])), p["params"], p.get("activations_m")),
                              target=p["target"], published=p.get("published"), source="shipped kit",
                              edition=p.get("edition"))
             for p in figures["points"]]

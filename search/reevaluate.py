@@ -45,20 +45,19 @@ def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.Data
     for name, number, config in entries:
         runs = _samples(study, config=config, seeds=seeds, budget=budget, objective=objective,
                         label=f"{name} #{number}" if number >= 0 else name, progress=progress)
+        stored = study.trials[number].user_attrs if number >= 0 else study.user_attrs[f"reference:{name}"]
         if settings.reeval_budget == 1.0:  # the search's own result is one more sample of the same budget
-            first = (study.trials[number].user_attrs if number >= 0
-                     else study.user_attrs[f"reference:{name}"])
-            runs = [{"psnr": float(first["psnr"]), "curve": first["psnr_curve"]}, *runs]
+            runs = [{"psnr": float(stored["psnr"]), "curve": stored["psnr_curve"]}, *runs]
         psnrs = [run["psnr"] for run in runs]
         curves[(name, number)] = _mean_curve([run["curve"] for run in runs])
         rows.append({"name": name, "number": number, "label": config.describe(), "seeds": len(psnrs),
-                     "params": int(_params(study, frame, name, number)),
+                     "params": int(stored["params"]), "activations_m": stored.get("activations_m"),
                      "psnr_mean": float(np.mean(psnrs)), "psnr_std": float(np.std(psnrs, ddof=1)) if len(psnrs) > 1 else 0.0,
                      "psnr_min": float(np.min(psnrs)), "psnr_max": float(np.max(psnrs))})
     table = pd.DataFrame(rows)
     calibrating = edition.calibration_references
-    records = {name: {"psnr_curve": curves[(name, -1)], "params": params}
-               for name, params in zip(table["name"], table["params"]) if name in calibrating}
+    records = {row["name"]: {**row, "psnr_curve": curves[(row["name"], -1)]} for row in rows
+               if row["name"] in calibrating}
     # The known points were measured at the search's budget: at another budget only the references calibrate.
     predictor = objective.fit(records, known=settings.reeval_budget == 1.0)
     predictions = []
@@ -66,7 +65,7 @@ def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.Data
         if row["name"] in calibrating:
             predictions.append(reference_verdict(row["name"], {}, objective=objective, study=study))
         else:
-            run = ProxyRun(tuple(map(tuple, curves[(row["name"], row["number"])])), row["params"])
+            run = ProxyRun.from_record({**row, "psnr_curve": curves[(row["name"], row["number"])]})
             predictions.append(predictor.predict(run).to_record())
     table = pd.concat([table, pd.DataFrame(predictions)[["psnr_predicted", "psnr_low", "psnr_high", "verdict"]]],
                       axis=1)
@@ -101,9 +100,3 @@ def _mean_curve(curves: list[list[list[float]]]) -> list[list[float]]:
     """The seeds' curves averaged checkpoint by checkpoint (same budget, same checkpoint steps)."""
     length = min(len(curve) for curve in curves)
     return [[curves[0][i][0], float(np.mean([curve[i][1] for curve in curves]))] for i in range(length)]
-
-
-def _params(study: optuna.Study, frame: pd.DataFrame, name: str, number: int) -> int:
-    if number >= 0:
-        return int(frame.loc[frame["number"] == number, "params"].iloc[0])
-    return int(study.user_attrs[f"reference:{name}"]["params"])

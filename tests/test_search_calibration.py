@@ -94,3 +94,23 @@ def test_features_are_read_from_a_trial_record():
     run = ProxyRun.from_record({"psnr_curve": [[0, 11.0], [75, 24.0], [150, 25.0]], "params": 1000})
     assert run.feature(Feature.FINAL) == 25.0 and run.feature(Feature.START) == 11.0
     assert run.feature(Feature.LATE_GAIN) == 1.0 and math.isclose(run.feature(Feature.LOG_PARAMS), 3.0)
+
+
+def test_activations_are_a_feature_and_their_absence_is_named():
+    rng = np.random.default_rng(3)
+    points, fresh = [], []
+    for i in range(60):
+        final, params, acts = rng.uniform(26.5, 27.5), int(rng.uniform(1.5e5, 9e5)), rng.uniform(40, 200)
+        target = 29.3 + 0.3 * math.log10(acts / 100) + 0.05 * (final - 27) + rng.normal(0, 0.01)
+        point = CalibrationPoint(f"p{i}", ProxyRun(curve(final), params, acts), target)
+        (points if i < 24 else fresh).append(point)
+    with_acts = fit_predictor(points, floor=29.0, features="proxy+size+acts")
+    without = fit_predictor(points, floor=29.0, features="proxy+size")
+    assert with_acts.features == ("final", "log_params", "log_activations")
+    error = {name: np.mean([abs(p.predict(f.run).on_valid - f.target) for f in fresh])
+             for name, p in (("with", with_acts), ("without", without))}
+    assert error["with"] < 0.03 < error["without"]
+    record = {"psnr_curve": [list(c) for c in curve(27.0)], "params": 300_000, "activations_m": 80.5}
+    assert ProxyRun.from_record(record).feature(Feature.LOG_ACTIVATIONS) == pytest.approx(math.log10(80.5))
+    with pytest.raises(ValueError, match="no activation count"):
+        with_acts.predict(ProxyRun(curve(27.0), 300_000))

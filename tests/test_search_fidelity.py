@@ -11,8 +11,9 @@ from data.dataset import ImagePair
 from editions import ValidationSet, get_edition
 from search import fidelity, known_quality
 from search.calibration import CalibrationPoint, ProxyRun
-from search.measurement_cache import MeasurementCache, measure_architecture
-from spaces import ArchConfig
+from search.measurement_cache import MeasurementCache, measure_architecture, measurement_key
+from evaluators.counter import Counter, count_complexity
+from spaces import ArchConfig, build_model
 
 
 def row(name, target, published, final, params=300_000, skipped=False):
@@ -56,6 +57,7 @@ def test_shipped_points_apply_only_to_their_own_setting():
     data = load_dataset(None)
     key = known_quality.setting_key(data=data, budget=train_proxy.get_budget("quick"), seed=0, device="cpu")
     assert len(known_quality.shipped_points(key=key)) == len(shipped["points"]) >= 20
+    assert all(point.run.activations_m > 0 for point in known_quality.shipped_points(key=key))
     for other in ({**key, "seed": 1}, {**key, "device_type": "cuda"}):
         assert known_quality.shipped_points(key=other) == []
     targets, source = known_quality.reference_targets(data=data, published={"imdn": 29.13},
@@ -94,6 +96,11 @@ def test_the_measurement_cache_trains_once(tmp_path, monkeypatch):
     monkeypatch.setattr(train_proxy, "train", lambda *a, **k: calls.append(1))
     again = measure_architecture(config, data=data, budget=budget, seed=0, cache=cache)
     assert again == first and calls == [] and len(first["curve"]) == budget.checkpoints + 1
+    assert first["activations_m"] == pytest.approx(
+        count_complexity(build_model(config), counter=Counter.NTIRE2022).activations_m)
+    stale = {key: value for key, value in first.items() if key != "activations_m"}  # cached before the count was kept
+    cache.put(measurement_key(config, data=data, budget=budget, seed=0, device="cpu", what="proxy"), stale)
+    assert measure_architecture(config, data=data, budget=budget, seed=0, cache=cache) == first and calls == []
     with pytest.raises(LookupError, match="not measured"):
         measure_architecture(config, data=data, budget=budget, seed=1, cache=cache, train=False)
 
