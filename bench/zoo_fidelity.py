@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "leave_one_out": fidelity.score(results, floor=options.floor),
         "by_family": fidelity.by_family(results, families(scored, bicubic_psnr=bicubic)),
         "feature_sets": fidelity.compare_feature_sets(points, floor=options.floor),
+        "nested_choice": fidelity.nested_feature_choice(points, floor=options.floor),
         "zoo": judge_zoo(zoo, points, floor=options.floor, features=options.features),
         "proxy_alone": fidelity.rank_only(points),
     }

@@ -104,3 +104,15 @@ def test_the_measurement_cache_trains_once(tmp_path, monkeypatch):
     with pytest.raises(LookupError, match="not measured"):
         measure_architecture(config, data=data, budget=budget, seed=1, cache=cache, train=False)
 
+
+
+def test_the_nested_choice_picks_the_feature_set_the_law_needs():
+    rng = np.random.default_rng(5)
+    points = []
+    for i in range(16):
+        final, params, acts = rng.uniform(26.5, 27.5), int(rng.uniform(1.5e5, 9e5)), rng.uniform(40, 200)
+        target = 29.3 + 0.3 * np.log10(acts / 100) + rng.normal(0, 0.01)
+        points.append(CalibrationPoint(f"p{i}", ProxyRun(((0, 12.0), (150, final)), params, acts), target))
+    nested = fidelity.nested_feature_choice(points, floor=29.0)
+    assert nested["chosen"] == {"proxy+size+acts": 16}
+    assert nested["official_on_valid"]["mae"] < 0.03 and nested["n"] == 16
