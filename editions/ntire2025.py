@@ -1,25 +1,19 @@
-"""NTIRE 2025 ESR (Amazingren/NTIRE2025_ESR): EFDN baseline, DIV2K_LSDIR, fvcore, weighted score, RTX A6000.
+"""NTIRE 2025 ESR (Amazingren/NTIRE2025_ESR): 2024's rules with the EFDN baseline, judged on an RTX A6000.
 
-The baseline is the NTIRE 2022 NKU-ESR network with its weights. Ranking and constraints as in 2024:
-0.7 exp(2 runtime/baseline) + 0.15 exp(2 FLOPs/baseline) + 0.15 exp(2 params/baseline).
+The baseline is the NTIRE 2022 NKU-ESR network with its weights. DIV2K_LSDIR, floors, fvcore and the
+0.7 / 0.15 / 0.15 weighted score are 2024's.
 """
 
-from editions.edition import Edition
-from editions.rules import Constraint, Floor, ValidationSet, WeightedScore
-from evaluators.counter import Counter
+import dataclasses
 
-EDITION = Edition(
+from editions import ntire2024
+
+EDITION = dataclasses.replace(
+    ntire2024.EDITION,
     year=2025,
     baseline="efdn",
     references=("efdn", "span", "rlfn_prune"),
     calibration_references=("efdn", "rlfn_prune", "span"),
     psnr_sources=(2025, 2024, 2026),  # the same DIV2K_LSDIR validation images from 2024 on
-    validation=ValidationSet.DIV2K_LSDIR,
-    floor=Floor(valid=26.90, test=26.99),
-    counter=Counter.FVCORE,
-    ranking=WeightedScore((("latency_ratio", 0.7), ("flops_g", 0.15), ("params", 0.15))),
-    constraints={"runtime": (Constraint.PARAMS, Constraint.FLOPS, Constraint.PSNR),
-                 "complexity": (Constraint.PSNR, Constraint.LATENCY),
-                 "overall": (Constraint.PSNR,)},
     gpu="NVIDIA RTX A6000",
 )
