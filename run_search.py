@@ -201,6 +201,7 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
 
     import train_proxy
     from data import load_dataset, to_tensor
+    from data.embedded import SOURCE as EMBEDDED
     from editions import get_edition
     from evaluators.device import resolve_device
     from evaluators.profile import format_profile_table, profile_models
@@ -230,7 +231,8 @@ def run_evaluate_command(options: argparse.Namespace) -> int:
     if options.json:
         print(json.dumps(record, indent=2))
         return 0
-    print(f"{label}: PSNR {psnr:.2f} dB on {data.describe_valid()} of {data.source} "
+    where = data.describe_valid() if data.source == EMBEDDED else f"{data.describe_valid()} in {data.source}"
+    print(f"{label}: PSNR {psnr:.2f} dB on {where} "
           f"(bicubic {bicubic:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
           f"{record['data_range']:g}); {edition.name}, baseline {edition.baseline}")
     print(format_profile_table([record]))

@@ -18,7 +18,7 @@ from data.dataset import DataError, ImagePair, SRDataset
 TRAIN_NAMES = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle")
 VALID_NAMES = ("chelsea", "coffee")
 SOURCE = "embedded: scikit-image photographs"
-VALID_SET = "the embedded photographs"
+VALID_SET = "the embedded photographs " + " and ".join(VALID_NAMES)
 LR_ORIGIN = "MATLAB-compatible bicubic x1/4 of HR cropped to a multiple of 4"
 
 
