@@ -20,6 +20,7 @@ import pandas as pd
 
 from search import candidate
 from search.calibration import ProxyRun
+from search.measurement_cache import MeasurementCache, measurement_key
 from search.objective import TrialObjective, reference_verdict
 from search.tracks import Track
 from spaces import ArchConfig, get_reference
@@ -44,7 +45,7 @@ def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.Data
     rows, curves = [], {}
     for name, number, config in entries:
         runs = _samples(study, config=config, seeds=seeds, budget=budget, objective=objective,
-                        label=f"{name} #{number}" if number >= 0 else name, progress=progress)
+                        label=f"{name} #{number}" if number >= 0 else name, progress=progress, reference=number < 0)
         stored = study.trials[number].user_attrs if number >= 0 else study.user_attrs[f"reference:{name}"]
         if settings.reeval_budget == 1.0:  # the search's own result is one more sample of the same budget
             runs = [{"psnr": float(stored["psnr"]), "curve": stored["psnr_curve"]}, *runs]
@@ -78,18 +79,28 @@ def reevaluate(study: optuna.Study, *, objective: TrialObjective, frame: pd.Data
 
 
 def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budget: Any, objective: TrialObjective,
-             label: str, progress: Any) -> list[dict[str, Any]]:
-    """One {"psnr", "curve"} per seed, trained once and stored in the study (a rerun reads them back)."""
+             label: str, progress: Any, reference: bool) -> list[dict[str, Any]]:
+    """One {"psnr", "curve"} per seed, trained once and stored in the study (a rerun reads them back). A reference's
+    runs are also kept in the machine's measurement cache, as the search keeps its first one: every study of the
+    same setting re-evaluates the same references with the same seeds."""
     key = hashlib.sha1(config.key().encode()).hexdigest()[:16]
+    cache = MeasurementCache.default()
     runs = []
     for seed in seeds:
         attr = f"reeval:{key}:{budget.iterations}:{seed}"
+        cache_key = measurement_key(config, data=objective.data, budget=budget, seed=seed,
+                                    device=objective.settings.device, what="reference training") if reference else None
+        if attr not in study.user_attrs and cache_key is not None and (cached := cache.get(cache_key)) is not None:
+            study.set_user_attr(attr, {"psnr": cached["psnr"], "curve": cached["psnr_curve"]})
+            progress(f"  re-evaluated {label:<12} seed {seed}: {cached['psnr']:.3f} dB (measurement cache)")
         if attr not in study.user_attrs:
             result = candidate.train(config, data=objective.data, budget=budget, seed=seed,
                                      device=objective.settings.device)
             if result.status != "ok":
                 progress(f"  re-evaluation of {label} seed {seed} failed: {result.reason}")
                 continue
+            if cache_key is not None:
+                cache.put(cache_key, candidate.training_record(result))
             study.set_user_attr(attr, {"psnr": result.psnr, "curve": [list(p) for p in result.checkpoints]})
             progress(f"  re-evaluated {label:<12} seed {seed}: {result.psnr:.3f} dB ({result.wall_seconds:.0f} s)")
         runs.append(study.user_attrs[attr])

@@ -126,3 +126,16 @@ def test_a_study_begun_before_its_space_grew_resumes_with_the_space_it_began_wit
     study.optimize(lambda trial: study_space(study, SearchSettings()).suggest(trial).channels, n_trials=4)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 8
     assert study_space(optuna.create_study(), SearchSettings()) == current  # a new study samples today's space
+
+
+def test_a_second_study_of_the_same_setting_reads_the_references_reevaluation_from_the_cache(tmp_path):
+    first, second = (settings_for(tmp_path, track="runtime", trials=7, reeval_top=1, reeval_seeds=1,
+                                  early_stop=False, study_name=name) for name in ("first", "second"))
+    run(first, say=lambda line: None)
+    lines = []
+    run(second, say=lines.append)
+    cached = [line for line in lines if "re-evaluated" in line and "(measurement cache)" in line]
+    assert sorted(line.split()[1] for line in cached) == sorted(REFERENCES)  # no reference trained again
+    tables = [pd.read_csv(s.run_dir / "reevaluation.csv").set_index("name") for s in (first, second)]
+    for name in REFERENCES:
+        assert tables[0].loc[name, "psnr_mean"] == tables[1].loc[name, "psnr_mean"]
