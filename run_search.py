@@ -86,7 +86,7 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=d.sampler, help=" | ".join(SAMPLERS))
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--trials", type=int, default=d.trials,
-                   help="trials in the study, the 4 references included (so 5 at least)")
+                   help="trials in the study, the edition's references included (2022: 4, so 5 at least)")
     p.add_argument("--budget", default=d.budget, help="proxy training preset: smoke | quick | standard | full")
     p.add_argument("--iterations", type=int, help="override the budget's training steps")
     p.add_argument("--batch-size", type=int)
