@@ -14,6 +14,6 @@ from data.patches import PatchStream, check_patch_size, patch_batches, sample_ba
 
 __all__ = [
     "SCALE", "DataError", "ImagePair", "SRDataset", "to_tensor", "to_uint8_tensor", "bicubic_downscale",
-    "bicubic_upscale",    "crop_to_multiple", "load_div2k", "read_image", "load_embedded", "load_dataset", "PatchStream",
-    "check_patch_size", "patch_batches", "sample_batch",
+    "bicubic_upscale", "crop_to_multiple", "load_div2k", "read_image", "load_embedded", "load_dataset",
+    "PatchStream", "check_patch_size", "patch_batches", "sample_batch",
 ]

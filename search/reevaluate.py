@@ -88,23 +88,36 @@ def _samples(study: optuna.Study, *, config: ArchConfig, seeds: list[int], budge
     runs = []
     for seed in seeds:
         attr = f"reeval:{key}:{budget.iterations}:{seed}"
-        cache_key = measurement_key(config, data=objective.data, budget=budget, seed=seed,
-                                    device=objective.settings.device, what="reference training") if reference else None
-        if attr not in study.user_attrs and cache_key is not None and (cached := cache.get(cache_key)) is not None:
-            study.set_user_attr(attr, {"psnr": cached["psnr"], "curve": cached["psnr_curve"]})
-            progress(f"  re-evaluated {label:<12} seed {seed}: {cached['psnr']:.3f} dB (measurement cache)")
-        if attr not in study.user_attrs:
-            result = candidate.train(config, data=objective.data, budget=budget, seed=seed,
-                                     device=objective.settings.device)
-            if result.status != "ok":
-                progress(f"  re-evaluation of {label} seed {seed} failed: {result.reason}")
+        run = study.user_attrs.get(attr)
+        if run is None:
+            run = _sample(config, seed=seed, budget=budget, objective=objective, label=label, progress=progress,
+                          cache=cache if reference else None)
+            if run is None:
                 continue
-            if cache_key is not None:
-                cache.put(cache_key, candidate.training_record(result))
-            study.set_user_attr(attr, {"psnr": result.psnr, "curve": [list(p) for p in result.checkpoints]})
-            progress(f"  re-evaluated {label:<12} seed {seed}: {result.psnr:.3f} dB ({result.wall_seconds:.0f} s)")
-        runs.append(study.user_attrs[attr])
+            study.set_user_attr(attr, run)
+        runs.append(run)
     return runs
+
+
+def _sample(config: ArchConfig, *, seed: int, budget: Any, objective: TrialObjective, label: str, progress: Any,
+            cache: MeasurementCache | None) -> dict[str, Any] | None:
+    """One {"psnr", "curve"}: read from `cache` when it holds this run, else trained (and put there); None when
+    the training fails."""
+    cache_key = None if cache is None else measurement_key(
+        config, data=objective.data, budget=budget, seed=seed, device=objective.settings.device,
+        what="reference training")
+    cached = None if cache is None else cache.get(cache_key)
+    if cached is not None:
+        progress(f"  re-evaluated {label:<12} seed {seed}: {cached['psnr']:.3f} dB (measurement cache)")
+        return {"psnr": cached["psnr"], "curve": cached["psnr_curve"]}
+    result = candidate.train(config, data=objective.data, budget=budget, seed=seed, device=objective.settings.device)
+    if result.status != "ok":
+        progress(f"  re-evaluation of {label} seed {seed} failed: {result.reason}")
+        return None
+    if cache is not None:
+        cache.put(cache_key, candidate.training_record(result))
+    progress(f"  re-evaluated {label:<12} seed {seed}: {result.psnr:.3f} dB ({result.wall_seconds:.0f} s)")
+    return {"psnr": result.psnr, "curve": [list(p) for p in result.checkpoints]}
 
 
 def _mean_curve(curves: list[list[list[float]]]) -> list[list[float]]:
