@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size, load_dataset,
-                  patch_batches, to_tensor, to_uint8_tensor)
+from data import (SCALE, ImagePair, SRDataset, bicubic_upscale, check_patch_size, check_validation_sizes,
+                  load_dataset, patch_batches, to_tensor, to_uint8_tensor)
 from data.patches import LoaderSharedMemoryError, loader_workers
 from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
 from evaluators.device import resolve_device
@@ -172,7 +172,7 @@ def train(config: Architecture, *, data: SRDataset, budget: str | Budget = "quic
     """
     budget = get_budget(budget)
     device = resolve_device(device)
-    check_patch_size(data.train, lr_patch=budget.lr_patch)
+    check_data(data, budget=budget)
     on_cuda = device.type == "cuda"
     autocast_dtype = _autocast_dtype(device) if amp else None
     memory_format = torch.channels_last if on_cuda and channels_last else torch.contiguous_format
@@ -253,6 +253,12 @@ def train(config: Architecture, *, data: SRDataset, budget: str | Budget = "quic
     )
 
 
+def check_data(data: SRDataset, *, budget: Budget) -> None:
+    """Refuse images too small for `budget`'s patches or for the challenge's PSNR, before any training."""
+    check_patch_size(data.train, lr_patch=budget.lr_patch)
+    check_validation_sizes(data.valid)
+
+
 @torch.inference_mode()
 def validation_psnr(model: nn.Module, pairs: Iterable[ImagePair], *, device: str | torch.device | None = None,
                     memory_format: torch.memory_format = torch.contiguous_format) -> float:
@@ -264,6 +270,7 @@ def validation_psnr(model: nn.Module, pairs: Iterable[ImagePair], *, device: str
     """
     device = resolve_device(device)
     pairs = list(pairs)
+    check_validation_sizes(pairs)
     was_training = model.training
     model.eval()
     finite, errors = [], []
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"output folder {out} is not empty; pass --overwrite or choose another --out")
         loader_workers(device)  # a bad NAS_SR_LOADER_WORKERS is refused before the data is read
         data = load_dataset(args.data, train_limit=args.train_limit, valid_limit=args.valid_limit)
-        check_patch_size(data.train, lr_patch=budget.lr_patch)
+        check_data(data, budget=budget)
         out.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as error:  # DataError is a ValueError
         print(f"error: {error}", file=sys.stderr)

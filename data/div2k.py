@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from data.bicubic import crop_to_multiple
-from data.dataset import SCALE, DataError, ImagePair, SRDataset
+from data.dataset import SCALE, DataError, ImagePair, SRDataset, check_hr_size
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ def _decode(pairs: list[tuple[Path, Path | None]]) -> tuple[ImagePair, ...]:
 def _read_pair(hr_path: Path, lr_path: Path | None) -> ImagePair:
     hr = read_image(hr_path)
     if lr_path is None:
-        return ImagePair.from_hr(hr_path.stem, hr)
+        return ImagePair.from_hr(hr_path.stem, hr, path=str(hr_path))
+    check_hr_size(hr, where=str(hr_path))
     lr = read_image(lr_path)
     (height, width), (lr_height, lr_width) = hr.shape[:2], lr.shape[:2]
     # MATLAB gives ceil(H / 4) rows for an uncropped HR; its first H // 4 rows match the cropped HR's.
@@ -155,4 +156,4 @@ def _read_pair(hr_path: Path, lr_path: Path | None) -> ImagePair:
         raise DataError(f"LR image {lr_path} is {lr_width}x{lr_height} but HR image {hr_path} is {width}x{height} "
                         f"(WxH): x{SCALE} needs LR {width // SCALE}x{height // SCALE}; regenerate the LR image")
     return ImagePair(name=hr_path.stem, hr=crop_to_multiple(hr, multiple=SCALE),
-                     lr=lr[: height // SCALE, : width // SCALE])
+                     lr=lr[: height // SCALE, : width // SCALE], path=str(hr_path))

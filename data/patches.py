@@ -81,12 +81,14 @@ def sample_batch(pairs: Sequence[ImagePair], *, rng: np.random.Generator, batch_
 
 
 def check_patch_size(pairs: Sequence[ImagePair], *, lr_patch: int) -> None:
-    """Raise DataError when an image is smaller than the LR patch."""
+    """Raise DataError when an image is smaller than the LR patch, naming the smallest size that works."""
     for pair in pairs:
         if min(pair.lr.shape[:2]) < lr_patch:
             height, width = pair.lr.shape[:2]
-            raise DataError(f"training image {pair.name} is {width}x{height} at LR, smaller than the "
-                            f"{lr_patch}x{lr_patch} LR patch; use a patch of at most {min(height, width)}")
+            side = lr_patch * SCALE
+            raise DataError(f"training image {pair.where} is {width * SCALE}x{height * SCALE} pixels (HR), smaller "
+                            f"than the {lr_patch}-pixel LR patch allows: the smallest that works is {side}x{side}; "
+                            f"remove or replace it, or use a patch of at most {min(height, width)} (--patch)")
 
 
 class PatchStream(IterableDataset):

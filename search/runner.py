@@ -92,6 +92,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     check_output_folder(settings.run_dir)
     # bad data is refused before a study is created for it
     data = load_dataset(settings.data, valid_limit=settings.valid_limit, edition=settings.rules)
+    train_proxy.check_data(data, budget=budget)
     extra = extra_references(settings)  # a bad model file is refused before a study is created
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     created = prepare_storage_folder(settings.storage_url)

@@ -117,5 +117,6 @@ def test_other_loader_errors_pass_through() -> None:
 
 
 def test_patch_larger_than_an_image_is_refused() -> None:
-    with pytest.raises(DataError, match="training image b is 17x25 at LR, smaller than the 18x18 LR patch"):
+    with pytest.raises(DataError, match=r"training image b is 68x100 pixels \(HR\), smaller than the 18-pixel LR "
+                                        r"patch allows: the smallest that works is 72x72"):
         PatchStream(PAIRS, batch_size=2, lr_patch=18, seed=0)

@@ -234,7 +234,7 @@ def test_cli_writes_three_files_and_refuses_to_overwrite(tmp_path: Path) -> None
     (["--arch", "imdn", "--budget", "huge"], "argument --budget: invalid choice"),
     (["--arch", "imdn", "--seed", "-1"], "--seed must be 0 or more"),
     (["--arch", "imdn", "--valid-limit", "3"], "--train-limit and --valid-limit need --data"),
-    (["--arch", "imdn", "--patch", "200"], "smaller than the 200x200 LR patch"),
+    (["--arch", "imdn", "--patch", "200"], "smaller than the 200-pixel LR patch allows"),
 ] + ([] if torch.cuda.is_available() else [(["--arch", "imdn", "--device", "cuda"], "CUDA is not available")]))
 def test_cli_bad_input_is_one_error_line(args: list[str], message: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
