@@ -245,12 +245,15 @@ def run_profile_command(options: argparse.Namespace) -> int:
     import json
 
     from editions import get_edition
-    from evaluators.profile import format_profile_table, profile_models
+    from evaluators.profile import ROUNDS, format_profile_table, profile_models
     from search.published import format_published, published_records
     from evaluators.device import resolve_device
     from spaces import build_model, check_x4, get_reference, inference_form
     from spaces.resolve import resolve_architecture
     edition = get_edition(options.edition)
+    if options.repeats is not None and options.repeats < ROUNDS:
+        raise ValueError(f"--repeats {options.repeats} is too few: the timed calls are split over {ROUNDS} rounds "
+                         f"alternating with the baseline, one call each at least; give --repeats {ROUNDS} or more")
     extra = model_options(options)
     models = []
     for item in options.models:
@@ -258,7 +261,7 @@ def run_profile_command(options: argparse.Namespace) -> int:
         model = build_model(arch)
         check_x4(model, label=label)
         models.append((label, inference_form(model)))
-    kwargs = {"repeats": options.repeats} if options.repeats else {}
+    kwargs = {"repeats": options.repeats} if options.repeats is not None else {}
     images = None
     if options.data is not None or options.kit_runtime:
         from data import load_dataset, to_tensor

@@ -13,13 +13,15 @@ from evaluators.counter import Counter, count_complexity
 from evaluators.latency import device_lock, measure_relative_latency
 from evaluators.memory import measure_memory, measure_memory_over
 
+ROUNDS = 5  # rounds of interleaved calls (model, reference) that latency is timed in: one call each at least
+
 
 def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Module, counter: Counter,
                    device: str | torch.device = "cpu",
                    input_shape: tuple[int, ...] | None = None,
                    complexity_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE, dtype: str = "fp32",
                    channels_last: bool = False, repeats: int | None = None, warmup: int | None = None,
-                   rounds: int = 5, threads: int | None = None,
+                   rounds: int = ROUNDS, threads: int | None = None,
                    memory_images: Sequence[torch.Tensor] | None = None) -> list[dict[str, Any]]:
     """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class SearchSettings:
             raise ValueError(f"--early-stop-margin must be positive, got {self.early_stop_margin}")
         if self.valid_limit is not None and self.data is None:
             raise ValueError("--valid-limit needs --data (the embedded validation set is fixed)")
+        if self.study_name is not None:
+            _check_study_name(self.study_name)
         if self.latency_input is not None and (len(self.latency_input) != 3 or min(self.latency_input) <= 0):
             raise ValueError(f"--latency-input must be CxHxW with positive sizes, got {self.latency_input}")
 
@@ -122,3 +125,11 @@ class SearchSettings:
 def _positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+
+
+def _check_study_name(name: str) -> None:
+    """A study name is one folder under --results: no path separator, not `.` or `..`, not empty."""
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in separators):
+        raise ValueError(f"study name {name!r} must be one plain folder name under --results (no path separator, "
+                         f"no '..'); give e.g. --study-name runtime-1")
