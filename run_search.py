@@ -103,7 +103,8 @@ def search_parser() -> argparse.ArgumentParser:
                    help="features of the PSNR predictor: proxy+size (default) | proxy+size+acts | curve+size | curve | "
                         "proxy | size")
     p.add_argument("--calibrate-with", metavar="KIT_DIR",
-                   help="a challenge kit folder (layout of ntire-kits) whose entries add calibration points")
+                   help="a challenge kit folder (layout of ntire-kits) whose entries add calibration points "
+                        "(every entry's model file is imported: its code runs)")
     p.add_argument("--reference", dest="extra_references", action="append", default=[], metavar="MODEL",
                    help="a model measured beside the references, drawn and ranked with the trials (repeatable): a "
                         "config JSON, path/to/models/x.py:Factory (its code runs) or EDITION:ID with --kit")
@@ -316,7 +317,9 @@ def study_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    return study_parser("report", "Tables, leaderboard, plots and report.html of a stored study.")
+    p = study_parser("report", "Tables, leaderboard, plots and report.html of a stored study (read, never changed).")
+    p.add_argument("--out", help="output folder (default: the study's folder, results/<study>)")
+    return p
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -340,11 +343,11 @@ def stored_settings(options: argparse.Namespace):
     from search.study import make_storage
     # The run folder's study file: SQLite, or the journal file of a search with several workers.
     storage_url = options.storage or SearchSettings(study_name=options.study, results=options.results).storage_url
-    if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).is_file():
+    if options.storage is None and not Path(storage_url[len("sqlite:///"):]).is_file():
         raise ValueError(f"no study {options.study!r} under {options.results}/ (expected {storage_url[10:]}); "
                          f"check --study or give --storage")
     try:
-        study = optuna.load_study(study_name=options.study, storage=make_storage(storage_url))
+        study = optuna.load_study(study_name=options.study, storage=make_storage(storage_url, read_only=True))
     except KeyError:
         raise ValueError(f"storage {storage_url} holds no study named {options.study!r}") from None
     stored = study.user_attrs.get("settings")
@@ -355,16 +358,18 @@ def stored_settings(options: argparse.Namespace):
 
 
 def run_report_command(options: argparse.Namespace) -> int:
-    from search.runner import finish
-    _, settings = stored_settings(options)
-    finish(settings.replace(reeval_top=0, export_winner=False), say=print)
+    from search.runner import check_output_folder, finish
+    study, settings = stored_settings(options)
+    out = Path(options.out) if options.out else settings.run_dir
+    check_output_folder(out, flag="--out")
+    finish(settings.replace(reeval_top=0, export_winner=False), say=print, study=study, out_dir=out)
     return 0
 
 
 def run_export_command(options: argparse.Namespace) -> int:
     from editions import get_edition
     from search.report import leaderboard, references_frame, trials_frame
-    from search.runner import export_trials
+    from search.runner import check_output_folder, export_trials
     from search.tracks import get_track
     study, settings = stored_settings(options)
     edition = settings.rules if options.edition is None else get_edition(options.edition)
@@ -372,8 +377,7 @@ def run_export_command(options: argparse.Namespace) -> int:
     frame = trials_frame(study, track)
     default_out = "export" if edition.year == settings.rules.year else f"export-{edition.year}"
     out = Path(options.out) if options.out else settings.run_dir / default_out
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder")
+    check_output_folder(out, flag="--out")
     if options.trial is not None:
         if options.trial not in set(frame["number"]):
             raise ValueError(f"study {settings.name!r} has no trial #{options.trial}")

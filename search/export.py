@@ -10,7 +10,7 @@ The model file inlines the parts of `spaces/network.py` (torch-only by design) t
 holds training-time re-parameterisation branches. Each file is checked before it is written: built from
 its own text, it must give the toolkit model's output bit for bit.
 
-Exporting again what is already there (same config, same weights) leaves the files as they are
+Exporting again what is already there (same model file, config and weights) leaves the files as they are
 (`ExportResult.unchanged`), so rerunning a finished search is harmless; anything else is refused.
 """
 
@@ -69,8 +69,8 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
     `state_dict` is the trained `build_model(config)`'s (or already its inference form); re-parameterised
     convs are fused first, so the files describe `inference_config(config)`. Nothing is overwritten: when the
     config JSON and weights already there hold the same config and weights, nothing is written and the result
-    says `unchanged`; any other existing target raises FileExistsError before anything is written. A failure
-    while writing removes what was written.
+    says `unchanged`; any other existing target (a file edited by hand among them) raises FileExistsError, naming
+    it, before anything is written. A failure while writing removes what was written.
     A failed ONNX export is recorded in the result and the metrics JSON instead of raising;
     `onnx_input_shape=None` skips ONNX (it is the slow part: seconds per network).
     """
@@ -96,20 +96,17 @@ def export_architecture(*, config: ArchConfig, state_dict: dict[str, torch.Tenso
     _loaded(model, state_dict, config=plain_config)
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     params = sum(p.numel() for p in model.parameters())
-    existing = [path for path in paths.values() if path.exists()]
-    if existing:
-        stored = _stored_export(paths, config=config, weights=weights, edition=metrics.get("edition"))
-        if stored is None:
-            raise FileExistsError(f"{existing[0]} already exists; refusing to overwrite an export")
-        class_name, onnx_error = stored
-        return ExportResult(name=module_name, class_name=class_name, params=params, model_file=paths["model_file"],
-                            weights=paths["weights"], config_json=paths["config_json"],
-                            metrics_json=paths["metrics_json"], onnx=None if onnx_error else paths["onnx"],
-                            onnx_error=onnx_error, unchanged=True)
     library = _network_source()
     class_name = _class_name(module_name, taken=_top_level_names(library) | set(dir(builtins)))
     text = _model_file(source=_network_source_for(plain_config, library), config=plain_config,
                        class_name=class_name, module_name=module_name, params=params, from_rep_conv=config.rep_conv)
+    if any(path.exists() for path in paths.values()):
+        onnx_error = _same_export_on_disk(paths, text=text, config=config, weights=weights,
+                                          edition=metrics.get("edition"))
+        return ExportResult(name=module_name, class_name=class_name, params=params, model_file=paths["model_file"],
+                            weights=paths["weights"], config_json=paths["config_json"],
+                            metrics_json=paths["metrics_json"], onnx=None if onnx_error else paths["onnx"],
+                            onnx_error=onnx_error, unchanged=True)
     _check_model_file(text, class_name=class_name, model=model, weights=weights)
 
     written: list[Path] = []
@@ -159,23 +156,39 @@ def load_exported(model_file: Path, weights: Path) -> nn.Module:
     return model.eval()
 
 
-def _stored_export(paths: dict[str, Path], *, config: ArchConfig, weights: dict[str, torch.Tensor],
-                   edition: int | None) -> tuple[str, str | None] | None:
-    """(class name, ONNX error) of the export at `paths` when it is complete (model file, weights, config and
-    metrics JSON) and holds `config` with exactly `weights`, its metrics by `edition`'s rules (an export older than
-    the edition field passes); else None."""
+def _same_export_on_disk(paths: dict[str, Path], *, text: str, config: ArchConfig,
+                         weights: dict[str, torch.Tensor], edition: int | None) -> str | None:
+    """The ONNX error recorded by the export at `paths` when what is on disk is this export: the model file's text,
+    the config, exactly `weights`, metrics by `edition`'s rules (an export older than the edition field passes) and
+    the ONNX file it records. Else FileExistsError, in one line, naming the first file that is missing or differs
+    (a hand-edited model file among them)."""
+
+    def refuse(path: Path, how: str) -> FileExistsError:
+        return FileExistsError(f"{path} {how}; refusing to overwrite an export: remove {paths['config_json'].parent} "
+                               f"or give --out another folder")
+
     try:
         stored_config = json.loads(paths["config_json"].read_text())["config"]
         stored_metrics = json.loads(paths["metrics_json"].read_text())
-        export = stored_metrics["export"]
-        record = (export["class"], export["onnx"]["error"])
+        onnx_error = stored_metrics["export"]["onnx"]["error"]
+    except (OSError, ValueError, KeyError, TypeError):
+        missing = paths["config_json"] if not paths["config_json"].is_file() else paths["metrics_json"]
+        raise refuse(missing, "is missing or unreadable") from None
+    if stored_config != config.to_dict():
+        raise refuse(paths["config_json"], "holds another network")
+    if stored_metrics.get("edition", edition) != edition:
+        raise refuse(paths["metrics_json"], f"holds edition {stored_metrics.get('edition')}'s metrics, not {edition}'s")
+    if not paths["model_file"].is_file() or paths["model_file"].read_text() != text:
+        raise refuse(paths["model_file"], "differs from what this export writes (edited by hand?)")
+    try:
         stored = torch.load(paths["weights"], map_location="cpu", weights_only=True)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None
-    same = (paths["model_file"].is_file() and stored_config == config.to_dict() and stored.keys() == weights.keys()
-            and stored_metrics.get("edition", edition) == edition
-            and all(torch.equal(stored[key], value) for key, value in weights.items()))
-    return record if same else None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        raise refuse(paths["weights"], "is missing or unreadable") from None
+    if stored.keys() != weights.keys() or not all(torch.equal(stored[key], value) for key, value in weights.items()):
+        raise refuse(paths["weights"], "holds other weights")
+    if onnx_error is None and not paths["onnx"].is_file():
+        raise refuse(paths["onnx"], "is missing")
+    return onnx_error
 
 
 def _check_model_file(text: str, *, class_name: str, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

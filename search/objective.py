@@ -187,26 +187,33 @@ def measure_reference(study: optuna.Study, name: str, *, objective: TrialObjecti
     record = {"label": config.describe(), "config": config.to_dict(),
               **candidate.measure_complexity(config, measurement=objective.measurement)}
     record.update(candidate.measure_speed(config, measurement=objective.measurement, baseline=objective.baseline))
-    cache = MeasurementCache.default()
-    key = measurement_key(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
-                          device=objective.settings.device, what="reference training")
-    trained = cache.get(key)
-    if trained is None:
-        result = candidate.train(config, data=objective.data, budget=objective.budget, seed=objective.settings.seed,
-                                 device=objective.settings.device)
-        if result.status != "ok":
-            raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
-        trained = candidate.training_record(result)
-        cache.put(key, trained)
-        if trial is not None:
-            objective.store_weights(trial, result.state_dict)
-            record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
-    else:  # trained on this machine before, in the same setting: the figures are the same, the weights not kept
-        trained = {**trained, "psnr_source_cache": str(cache.path(key))}
+    trained, weights = reference_training(config, name=name, data=objective.data, budget=objective.budget,
+                                          seed=objective.settings.seed, device=objective.settings.device)
+    if weights is not None and trial is not None:
+        objective.store_weights(trial, weights)
+        record["weights_artifact"] = trial.user_attrs.get("weights_artifact")
     record.update(trained=True, psnr_source="proxy training", **trained)
     record.update(reference_verdict(name, record, objective=objective, study=study))
     study.set_user_attr(f"reference:{name}", record)
     return record
+
+
+def reference_training(config: Architecture, *, name: str, data: Any, budget: Any, seed: int,
+                       device: str) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """A reference's proxy-training record and, when trained now, its weights; a training of the same setting on
+    this machine is read from the measurement cache instead (the figures are the same, the weights not kept).
+    RuntimeError when it cannot be trained (its loss or output not finite)."""
+    cache = MeasurementCache.default()
+    key = measurement_key(config, data=data, budget=budget, seed=seed, device=device, what="reference training")
+    trained = cache.get(key)
+    if trained is not None:
+        return {**trained, "psnr_source_cache": str(cache.path(key))}, None
+    result = candidate.train(config, data=data, budget=budget, seed=seed, device=device)
+    if result.status != "ok":
+        raise RuntimeError(f"reference {name} could not be trained: {result.reason}")
+    trained = candidate.training_record(result)
+    cache.put(key, trained)
+    return trained, result.state_dict
 
 
 def reference_verdict(name: str, record: dict[str, Any], *, objective: TrialObjective,

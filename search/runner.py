@@ -31,16 +31,16 @@ from search import candidate
 from search.calibration import PsnrPredictor, Verdict
 from search.export import export_architecture
 from search.export_metrics import edition_metrics
-from search.objective import TrialObjective, measure_reference
+from search.objective import TrialObjective, measure_reference, reference_training
 from search.plots import write_plots
 from search.reevaluate import reevaluate
 from search.report import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
 from search.settings import SearchSettings
 from search.report_html import write_report
-from search.study import (done_trials, make_storage, open_study, prepare_storage_folder, reference_records,
-                          study_space)
+from search.study import (check_writable_storage, done_trials, make_storage, open_study, prepare_storage_folder,
+                          reference_records, study_space)
 from search.tracks import get_track
-from spaces import Architecture, ArchConfig, build_model, check_x4, get_space
+from spaces import Architecture, ArchConfig, build_model, check_x4, get_space, read_kit
 from spaces.resolve import ModelOptions, resolve_architecture
 
 Printer = Callable[[str], None]
@@ -89,11 +89,15 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
     settings = settings.replace(device=str(resolve_device(settings.device)))
     resolve_dtype(settings.dtype, torch.device(settings.device))  # e.g. bf16 on a GPU that only emulates it
     budget = budget_of(settings)
+    check_writable_storage(settings.storage_url)
     check_output_folder(settings.run_dir)
     # bad data is refused before a study is created for it
     data = load_dataset(settings.data, valid_limit=settings.valid_limit, edition=settings.rules)
     train_proxy.check_data(data, budget=budget)
+    if settings.calibrate_with:
+        read_kit(settings.calibrate_with)  # a malformed manifest is refused before a study is created
     extra = extra_references(settings)  # a bad model file is refused before a study is created
+    train_extra_references(settings, extra, data=data, budget=budget)  # so is one that cannot be trained
     settings = settings.replace(storage=settings.storage_url)  # fixed now: the study file may not exist yet
     created = prepare_storage_folder(settings.storage_url)
     started = time.monotonic()
@@ -118,7 +122,11 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
             else:
                 data = None  # each worker loads its own
                 run_workers(settings, say=say)
-        measure_extra_references(settings, study, extra, data=data, say=say)
+        try:
+            measure_extra_references(settings, study, extra, data=data, say=say)
+        except ReferenceFailed:
+            finish(settings.replace(reeval_top=0, export_winner=False), say=say)  # the trials are reported all the same
+            raise
         return finish(settings, say=say)
     except KeyboardInterrupt:
         say(f"interrupted after {time.monotonic() - started:.0f} s; completed trials are stored (a trial that "
@@ -137,16 +145,39 @@ def extra_references(settings: SearchSettings) -> dict[str, Architecture]:
     return found
 
 
+class ReferenceFailed(ValueError):
+    """A --reference that cannot be measured (its loss or output is not finite, its code raises)."""
+
+    def __init__(self, label: str, error: Exception) -> None:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        super().__init__(f"--reference {label} cannot be measured: {reason}; fix that model or leave it out")
+
+
+def train_extra_references(settings: SearchSettings, extra: dict[str, Architecture], *, data: Any,
+                           budget: train_proxy.Budget) -> None:
+    """Proxy-train each --reference before any study or candidate (or find its training in the measurement cache):
+    one that cannot be trained is refused first, not after the search, and its measurement after the trials
+    reads the cache."""
+    for label, arch in extra.items():
+        try:
+            reference_training(arch, name=label, data=data, budget=budget, seed=settings.seed, device=settings.device)
+        except Exception as error:  # the user's model code may raise anything
+            raise ReferenceFailed(label, error) from None
+
+
 def measure_extra_references(settings: SearchSettings, study: optuna.Study, extra: dict[str, Architecture], *,
                              data: Any, say: Printer) -> None:
     """Measure the user's extra references not yet in the study, like the edition's (drawn and ranked beside the
-    trials, never calibrating the predictor)."""
+    trials, never calibrating the predictor); ReferenceFailed when one cannot be measured."""
     missing = {label: arch for label, arch in extra.items() if f"reference:{label}" not in study.user_attrs}
     if not missing:
         return
     objective = make_objective(settings, study, data=data)
     for label, arch in missing.items():
-        record = measure_reference(study, label, objective=objective, arch=arch)
+        try:
+            record = measure_reference(study, label, objective=objective, arch=arch)
+        except Exception as error:  # the user's model code may raise anything
+            raise ReferenceFailed(label, error) from None
         say(f"  extra reference {label}: latency {record['latency_ratio']:.3f}x, {record['params']:,} params, proxy "
             f"PSNR {record['psnr']:.2f} dB, predicted {record['psnr_predicted']:.2f} dB "
             f"[{record['psnr_low']:.2f}, {record['psnr_high']:.2f}] {record['verdict']}")
@@ -161,13 +192,14 @@ def check_trial_count(settings: SearchSettings) -> None:
                          f"{len(references) + 1} or more")
 
 
-def check_output_folder(run_dir: Path) -> None:
-    """Refuse a results folder (or one of its parents) that is a file, before anything is written."""
-    for folder in (run_dir, *run_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise ValueError(f"output folder {folder} is a file; give --results a folder")
-            return
+def check_output_folder(folder: Path, *, flag: str = "--results") -> None:
+    """Refuse an output folder (or the nearest of its parents that exists) that is a file or that this process
+    may not write, before anything is written; `flag` is the option that chose it."""
+    existing = next(f for f in (folder, *folder.parents) if f.exists())
+    if not existing.is_dir():
+        raise ValueError(f"output folder {existing} is a file; give {flag} a folder")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"output folder {existing} is read-only here; give {flag} a folder you can write")
 
 
 class SearchStalled(RuntimeError):
@@ -403,20 +435,27 @@ def _worker_main(settings: SearchSettings, env: dict[str, str], index: int) -> N
         sys.exit(2)
 
 
-def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
-    """Reports, plots, re-evaluation and export, from what the storage holds; the report's path is said last."""
+def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None = None,
+           out_dir: Path | None = None) -> RunSummary:
+    """Reports, plots, re-evaluation and export, from what the storage holds; the report's path is said last.
+
+    `study`: the study as already opened (`report` opens it read-only), else it is loaded from the storage;
+    `out_dir`: where the reports go (default: the run folder, where the export always goes).
+    """
     edition = settings.rules
     track = get_track(settings.track, edition)
-    study = optuna.load_study(study_name=settings.name, storage=make_storage(settings.storage_url))
+    if study is None:
+        study = optuna.load_study(study_name=settings.name, storage=make_storage(settings.storage_url))
+    out_dir = out_dir or settings.run_dir
     frame = trials_frame(study, track)
     references = references_frame(study)
     board = leaderboard(frame, references, track, edition=edition)
-    files = write_tables(frame, board, track=track, out_dir=settings.run_dir)
+    files = write_tables(frame, board, track=track, out_dir=out_dir)
     say(f"\n{track.name} track: {int(frame['feasible'].sum())} feasible of {len(frame)} trials; leaderboard "
         f"({edition.name} score: {edition.ranking.describe()}; references beside the trials):")
     say(format_leaderboard(board))
     reeval = reevaluate_front(settings, study, frame=frame, board=board, say=say)
-    reeval_csv = settings.run_dir / "reevaluation.csv"
+    reeval_csv = out_dir / "reevaluation.csv"
     if not reeval.empty and settings.reeval_top:
         reeval.to_csv(reeval_csv, index=False)
         files.append(reeval_csv)
@@ -425,10 +464,11 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
     if predictor is not None:
         files += write_plots(trials=frame, references=references, track=track,
                              limits=candidate.edition_limits(edition, floor=settings.floor), baseline=edition.baseline,
-                             out_dir=settings.run_dir, title=f"{settings.name}: {track.name} track ({edition.name})")
+                             out_dir=out_dir, title=f"{settings.name}: {track.name} track ({edition.name})")
         say(f"\nPSNR predictor: {predictor.describe()}; floor {predictor.floor:.2f} dB: feasible when the whole 80% "
             f"interval clears it, infeasible when it is all under, uncertain otherwise")
     winner, verdict = choose_winner(board, reeval)
+    refused = None
     if winner is None:
         say("no sampled architecture is feasible or uncertain yet: nothing to export")
     else:
@@ -438,13 +478,18 @@ def finish(settings: SearchSettings, *, say: Printer) -> RunSummary:
             + (" -- its interval straddles the floor: train it longer before relying on it"
                if verdict == Verdict.UNCERTAIN.value else ""))
         if settings.export_winner:
-            files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
-                                   artifacts_dir=settings.run_dir / "artifacts", study_edition=settings.rules,
-                                   edition=settings.rules, say=say)
+            try:
+                files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
+                                       artifacts_dir=settings.run_dir / "artifacts", study_edition=settings.rules,
+                                       edition=settings.rules, say=say)
+            except FileExistsError as error:  # an export folder that holds something else: the report all the same
+                refused = error
     report = write_report(study=study, settings=settings, budget=budget_of(settings), track=track, frame=frame,
                           board=board, reeval=reeval, predictor=predictor, winner=winner,
-                          out=settings.run_dir / "report.html")
+                          out=out_dir / "report.html")
     say(f"\nreport: {report}")
+    if refused is not None:
+        raise refused
     return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, [*files, report])
 
 

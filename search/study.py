@@ -43,8 +43,14 @@ class StorageError(ValueError):
     """The storage URL cannot be opened (unreachable server, unknown dialect, missing driver)."""
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """SQLite/PostgreSQL/MySQL URLs -> RDBStorage with heartbeats; `journal:PATH` -> a journal file."""
+def make_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
+    """SQLite/PostgreSQL/MySQL URLs -> RDBStorage with heartbeats; `journal:PATH` -> a journal file.
+
+    `read_only` (report, export): the storage must hold a study already and is never changed, not even by
+    Optuna's table creation: a missing or empty file is a StorageError; SQLite opens in mode=ro, PostgreSQL in
+    read-only transactions, a journal refuses appends."""
+    if read_only:
+        return _read_only_storage(url)
     prepare_storage_folder(url)
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url[len("journal:"):]))
@@ -59,19 +65,76 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 raise
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
-            cause = error.__cause__ or error  # optuna's ImportError hides the driver's name in its cause
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise StorageError(f"cannot open storage {_safe_url(url)}: {reason}") from None
+            raise StorageError(f"cannot open storage {_safe_url(url)}: {_reason(error)}") from None
     raise AssertionError("unreachable")
+
+
+def _reason(error: BaseException) -> str:
+    cause = error.__cause__ or error  # optuna's ImportError hides the driver's name in its cause
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def _read_only_storage(url: str) -> optuna.storages.BaseStorage:
+    path = storage_file(url)
+    if path is not None and (not path.is_file() or path.stat().st_size == 0):
+        state = "is empty (0 bytes)" if path.is_file() else "does not exist"
+        raise StorageError(f"study storage {path} {state}: report and export read a study and create none; check "
+                           f"--study and --results, or give --storage")
+    if url.startswith("journal:"):
+        try:
+            return JournalStorage(_ReadOnlyJournal(str(path)))
+        except ValueError as error:  # a line that is not a journal entry
+            raise StorageError(f"{path} is not an Optuna journal file ({_reason(error)})") from None
+    engine_kwargs: dict[str, Any] = {}
+    opened = url
+    if path is not None:  # SQLite: read-only at the file level (a read-only folder needs no journal file)
+        opened = f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true"
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+    try:
+        return RDBStorage(opened, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as error:
+        raise StorageError(f"cannot open storage {_safe_url(url)} to read a study: {_reason(error)}") from None
+
+
+class _ReadOnlyJournal(JournalFileBackend):
+    """A journal file opened to read: an append (a change to the study) is refused."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise StorageError(f"journal {self._file_path} is opened read-only; nothing was written")
+
+
+def storage_file(url: str) -> Path | None:
+    """The file of a file storage (`sqlite:///PATH`, `journal:PATH`); None for a server or an in-memory database."""
+    prefix = next((p for p in ("journal:", "sqlite:///") if url.startswith(p)), None)
+    if prefix is None or url == "sqlite:///:memory:":
+        return None
+    return Path(url[len(prefix):])
+
+
+def check_writable_storage(url: str) -> None:
+    """Refuse, in one line, a file storage that this process may not write (a study shared read-only): a
+    search writes every trial to it. report and export only read, and work on it."""
+    path = storage_file(url)
+    if path is None:
+        return
+    # The file and its folder (SQLite writes a rollback journal beside it, a journal file its lock), or the
+    # folder that the missing ones would be created in.
+    targets = [path, path.parent] if path.exists() else [next(p for p in path.parents if p.exists())]
+    blocked = [p for p in targets if not os.access(p, os.W_OK)]
+    if blocked:
+        raise StorageError(f"storage {url} is read-only here ({blocked[0]} is not writable): a search writes every "
+                           f"trial to its study; copy the study folder to a writable place to resume it (report and "
+                           f"export only read it)")
 
 
 def prepare_storage_folder(url: str) -> Path | None:
     """Create the folder of a file storage (a `sqlite:///` or `journal:` URL) if it is missing, and return it;
     None when there was nothing to create. A folder that cannot be created is a StorageError (one line)."""
-    prefix = next((p for p in ("journal:", "sqlite:///") if url.startswith(p)), None)
-    if prefix is None or url == "sqlite:///:memory:":
+    path = storage_file(url)
+    if path is None:
         return None
-    folder = Path(url[len(prefix):]).parent
+    folder = path.parent
     if folder.is_dir():
         return None
     try:

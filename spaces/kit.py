@@ -16,6 +16,8 @@ from typing import Any
 from spaces.model_file import ModelFile, ModelFileError
 
 MANIFEST = "manifest.csv"
+RECIPE_FIELDS = ("edition", "id", "team", "module", "factory", "args", "weights", "state_key", "strip_prefix",
+                 "data_range")  # the columns every manifest has: how test_demo.py builds and loads an entry
 PUBLISHED_FIELDS = {  # manifest column -> record field
     "published_val_psnr": "val_psnr", "published_test_psnr": "test_psnr", "runtime_ms": "runtime_ms",
     "params_m": "params_m", "flops_g": "flops_g", "acts_m": "activations_m", "mem_mb": "memory_mb", "convs": "convs",
@@ -47,13 +49,31 @@ class KitEntry:
 
 
 def read_kit(kit_dir: str | Path) -> list[KitEntry]:
-    """Every entry of the kit's manifest, with paths resolved inside `kit_dir`."""
+    """Every entry of the kit's manifest, with paths resolved inside `kit_dir`.
+
+    A malformed manifest is refused whole, in one line naming the row (or the missing columns): reading on
+    past a bad row would calibrate or measure less than the kit holds without saying so.
+    """
     kit_dir = Path(kit_dir)
     manifest = kit_dir / MANIFEST
     if not manifest.is_file():
         raise ModelFileError(f"{kit_dir} is not a kit folder: {MANIFEST} not found")
-    with manifest.open(newline="") as handle:
-        return [_entry(kit_dir, row, line) for line, row in enumerate(csv.DictReader(handle), start=2)]
+    try:
+        with manifest.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [field for field in RECIPE_FIELDS if field not in (reader.fieldnames or [])]
+            if missing:
+                raise ModelFileError(f"{manifest} lacks the column(s) {', '.join(missing)}; its header must name "
+                                     f"{', '.join(RECIPE_FIELDS)} (then optional figures)")
+            entries = [_entry(kit_dir, row, reader.line_num) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ModelFileError(f"{manifest} is not a readable CSV file ({error})") from None
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ModelFileError(f"{manifest}: entry {entry.name} appears twice; ids must be unique per edition")
+        seen.add(entry.name)
+    return entries
 
 
 def get_entry(kit_dir: str | Path, name: str) -> KitEntry:
@@ -66,7 +86,15 @@ def get_entry(kit_dir: str | Path, name: str) -> KitEntry:
                          f"e.g. {', '.join(e.name for e in entries[:4])}")
 
 
-def _entry(kit_dir: Path, row: dict[str, str], line: int) -> KitEntry:
+def _entry(kit_dir: Path, row: dict[str | None, Any], line: int) -> KitEntry:
+    where = f"{kit_dir / MANIFEST} line {line}"
+    fields = [value for key, value in row.items() if key is not None]
+    if None in row or any(value is None for value in fields):  # csv puts surplus values under None, pads with None
+        count = len(fields) - fields.count(None) + len(row.get(None) or [])
+        raise ModelFileError(f"{where} has {count} values for {len(fields)} columns; fix or remove that row")
+    empty = [field for field in ("team", "module", "factory") if not row[field].strip()]
+    if empty:
+        raise ModelFileError(f"{where}: {', '.join(empty)} is empty; fix or remove that row")
     try:
         edition, entry_id = int(row["edition"]), int(row["id"])
         folder = kit_dir / str(edition)
@@ -82,4 +110,4 @@ def _entry(kit_dir: Path, row: dict[str, str], line: int) -> KitEntry:
         return KitEntry(edition=edition, id=entry_id, team=row["team"], model=model,
                         tile=int(row["tile"]) if row.get("tile") else None, published=published)
     except (KeyError, ValueError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{kit_dir / MANIFEST} line {line}: {error}") from None
+        raise ModelFileError(f"{where}: {error}; fix or remove that row") from None
