@@ -208,3 +208,25 @@ def wait_for(condition, *, process: subprocess.Popen, log: Path, what: str, time
             pytest.fail(f"the search exited ({process.returncode}) before {what}:\n{log.read_text()}")
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{log.read_text()}")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
+    """Exit code and stderr of the command line run in this process."""
+    import run_search
+    code = run_search.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def assert_one_clear_line(code: int, err: str, *fragments: str) -> None:
+    """Bad input's answer: a non-zero exit and one `error:` line holding `fragments`, no traceback."""
+    assert code not in (0, None), err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line and "optuna_warn" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -12,31 +12,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import assert_one_clear_line, run_main, snapshot
 from PIL import Image
 
-import run_search
 from search.settings import SearchSettings
 from search.study import open_study
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (path -> bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run_main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
-    """Exit code and stderr of the command line run in this process."""
-    code = run_search.main(list(argv))
-    return code, capsys.readouterr().err
-
-
-def assert_one_clear_line(code: int, err: str, *fragments: str) -> None:
-    assert code not in (0, None), err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line and "optuna_warn" not in line]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture()
