@@ -50,7 +50,11 @@ def load_result(name: str) -> dict[str, Any] | None:
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write bench/results/<name>.json atomically (a killed benchmark leaves the previous file whole)."""
-    path = result_path(name)
+    return write_json(result_path(name), payload)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write `payload`, with the machine it was measured on, to `path` (where the user asked), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.part")
     partial.write_text(json.dumps({"machine": machine(), **payload}, indent=1, default=_plain) + "\n")

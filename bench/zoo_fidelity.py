@@ -28,7 +28,7 @@ from typing import Any
 from torch import nn
 
 import train_proxy
-from bench.common import RESULTS, write_result
+from bench.common import result_path, write_json
 from data import SRDataset, load_dataset
 from editions import get_edition
 from search import fidelity, known_quality
@@ -166,7 +166,8 @@ def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[Cal
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kit", type=Path, required=True, help="a kit folder in the layout of ../shared/ntire-kits")
-    parser.add_argument("--out", type=Path, help="results file (default bench/results/zoo_fidelity.json)")
+    parser.add_argument("--out", type=Path, help="the results file, written where given (default "
+                                                 "bench/results/zoo_fidelity.json)")
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--floor", type=float, default=29.00, help="the floor on the published scale (2022: 29.00)")
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="score only what the cache holds (no training)")
     parser.add_argument("--ship", action="store_true", help="write search/calibration_points.json from these figures")
     options = parser.parse_args(argv)
+    if options.out is not None and options.out.is_dir():
+        print(f"error: --out {options.out} is a folder; give the results file, e.g. {options.out / 'zoo_fidelity.json'}",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     budget = train_proxy.get_budget(options.budget)
     cache = MeasurementCache.default()
@@ -203,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         "proxy_alone": fidelity.rank_only(points),
     }
     print(fidelity.format_summary(summary))
-    out = options.out or RESULTS / "zoo_fidelity.json"
-    write_result(out.stem, {"kit": str(options.kit), "budget": budget.to_dict(), "seed": options.seed,
-                            "rows": rows, "zoo_rows": zoo, "predictions": results, "summary": summary})
+    out = write_json(options.out or result_path("zoo_fidelity"),
+                     {"kit": str(options.kit), "budget": budget.to_dict(), "seed": options.seed, "rows": rows,
+                      "zoo_rows": zoo, "predictions": results, "summary": summary})
+    print(f"wrote {out}")
     if options.ship:
         ship(rows, zoo, points, data=data, budget=budget, seed=options.seed, path=known_quality.SHIPPED)
         print(f"wrote {known_quality.SHIPPED}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import assert_one_clear_line
 
-from bench import common
+from bench import common, zoo_fidelity
 from bench.best_found import _dominates
 from bench.proxy_fidelity import sample_architectures, summarise
 from bench.search_efficiency import candidate_trajectory, feasible_hypervolume
@@ -90,3 +92,28 @@ def test_results_are_written_whole_with_the_machine(tmp_path, monkeypatch):
     assert written["value"] == 1.5 and written["machine"]["torch"] and written["machine"]["cpu_cores_usable"] >= 1
     assert [p.name for p in tmp_path.iterdir()] == ["example.json"]
     assert common.load_result("example") == written and common.load_result("missing") is None
+
+
+def empty_kit(folder: Path) -> Path:
+    """A kit folder whose manifest holds no entry: zoo_fidelity's whole path in a second, nothing to train."""
+    folder.mkdir()
+    (folder / "manifest.csv").write_text("edition,id,team,module,factory,args,weights,state_key,strip_prefix,"
+                                         "data_range\n")
+    return folder
+
+
+def test_zoo_fidelity_writes_its_results_where_out_says(tmp_path, capsys):
+    out = tmp_path / "elsewhere" / "fidelity.json"
+    assert zoo_fidelity.main(["--kit", str(empty_kit(tmp_path / "kit")), "--no-train", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["kit"] == str(tmp_path / "kit")
+    assert not common.result_path(out.stem).exists()  # not bench/results/fidelity.json
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_zoo_fidelity_refuses_an_out_that_is_a_folder(tmp_path, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    code = zoo_fidelity.main(["--kit", str(empty_kit(tmp_path / "kit")), "--no-train", "--out", str(folder)])
+    assert_one_clear_line(code, capsys.readouterr().err, f"--out {folder} is a folder",
+                          f"e.g. {folder / 'zoo_fidelity.json'}")
+    assert not any(folder.iterdir())
