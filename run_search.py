@@ -340,11 +340,11 @@ def stored_settings(options: argparse.Namespace):
     import optuna
 
     from search.settings import SearchSettings
-    from search.study import make_storage
+    from search.study import make_storage, storage_file
     # The run folder's study file: SQLite, or the journal file of a search with several workers.
     storage_url = options.storage or SearchSettings(study_name=options.study, results=options.results).storage_url
-    if options.storage is None and not Path(storage_url[len("sqlite:///"):]).is_file():
-        raise ValueError(f"no study {options.study!r} under {options.results}/ (expected {storage_url[10:]}); "
+    if options.storage is None and not storage_file(storage_url).is_file():
+        raise ValueError(f"no study {options.study!r} under {options.results}/ (expected {storage_file(storage_url)}); "
                          f"check --study or give --storage")
     try:
         study = optuna.load_study(study_name=options.study, storage=make_storage(storage_url, read_only=True))

@@ -53,8 +53,16 @@ class TrialObjective:
         self.limits = candidate.edition_limits(self.edition, floor=settings.floor)
         self.known_points = known_points(settings, data=data, budget=budget, bicubic_psnr=bicubic_psnr)
 
-    def __call__(self, trial: optuna.Trial) -> list[float]:
+    def claim(self, trial: optuna.Trial) -> None:
+        """Name the trial's worker and choose a candidate's architecture, as soon as the trial exists (the study's
+        lock is held: a trial asked later sees this architecture, see search.trial_gate)."""
         trial.set_user_attr("worker", worker_id())
+        if "reference" not in trial.user_attrs:
+            trial.set_user_attr("config", self.space.suggest(trial).to_dict())
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        if "worker" not in trial.user_attrs:  # not claimed (a trial asked without search.trial_gate)
+            trial.set_user_attr("worker", worker_id())
         reference = trial.user_attrs.get("reference")
         try:
             record = self.reference_record(trial, reference) if reference else self.candidate_record(trial)
@@ -79,10 +87,14 @@ class TrialObjective:
     # Candidates --------------------------------------------------------------------------------
     def candidate_record(self, trial: optuna.Trial) -> dict[str, Any]:
         config = self.space.suggest(trial)
-        trial.set_user_attr("config", config.to_dict())
-        twin = _completed_twin(trial.study, config)
+        if "config" not in trial.user_attrs:
+            trial.set_user_attr("config", config.to_dict())
+        twin = measured_twin(trial.study, config, number=trial.number)
         if twin is not None:
-            return {**{k: v for k, v in twin.user_attrs.items() if k not in NOT_INHERITED}, "duplicate_of": twin.number}
+            copied = {**{k: v for k, v in twin.user_attrs.items() if k not in NOT_INHERITED}, "duplicate_of": twin.number}
+            if twin.state == TrialState.PRUNED:
+                raise CandidatePruned(copied)
+            return copied
         predictor, curve = self.calibration(trial.study)
         record = {"label": config.describe(), **candidate.measure_complexity(config, measurement=self.measurement)}
         try:
@@ -256,10 +268,21 @@ def wait_for_references(study: optuna.Study, *, objective: TrialObjective) -> di
             time.sleep(POLL_S)
 
 
-def _completed_twin(study: optuna.Study, config: ArchConfig) -> optuna.trial.FrozenTrial | None:
-    """A completed, trained trial of the same architecture (samplers revisit points of discrete spaces)."""
+def measured_twin(study: optuna.Study, config: ArchConfig, *, number: int) -> optuna.trial.FrozenTrial | None:
+    """The trial that measured the same architecture (completed or pruned), once it has: samplers revisit points of
+    discrete spaces, and workers sampling at once may draw the same one. A twin asked earlier (a lower `number`)
+    that another worker still runs is waited for, so every architecture is measured once; one whose worker dies
+    is failed here, and then this trial measures it."""
     wanted = config.to_dict()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.user_attrs.get("config") == wanted and "psnr" in trial.user_attrs:
-            return trial
-    return None
+    while True:
+        same = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                    TrialState.RUNNING))
+                if t.number != number and t.user_attrs.get("config") == wanted]
+        measured = next((t for t in same if t.state != TrialState.RUNNING and "psnr" in t.user_attrs), None)
+        if measured is not None:
+            return measured
+        if not any(t.state == TrialState.RUNNING and t.number < number for t in same):
+            return None
+        time.sleep(POLL_S)
+        optuna.storages.fail_stale_trials(study)
+        reap_dead_workers(study)

@@ -40,6 +40,7 @@ from search.report_html import write_report
 from search.study import (check_writable_storage, done_trials, make_storage, open_study, prepare_storage_folder,
                           reference_records, study_space)
 from search.tracks import get_track
+from search.trial_gate import BoundedStudy, StudyFull, StudyLock
 from spaces import Architecture, ArchConfig, build_model, check_x4, get_space, read_kit
 from spaces.resolve import ModelOptions, resolve_architecture
 
@@ -208,7 +209,8 @@ class SearchStalled(RuntimeError):
 
 def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, data: Any = None,
              ctrl_c: CtrlC | None = None) -> None:
-    """This process's share of the trials; stops when the study holds `settings.trials` done trials.
+    """This process's share of the trials; stops when the study holds `settings.trials` done trials, never starting
+    more than that however many workers share the study (search.trial_gate).
 
     A failed trial (it raised, ran out of memory, or its loss went NaN) is recorded with its reason and the
     search goes on, unless MAX_FAILURES_IN_A_ROW trials of this process fail in a row (SearchStalled).
@@ -234,12 +236,17 @@ def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, dat
             study.stop()
 
     guard = ctrl_c or CtrlC()
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    bounded = BoundedStudy(study, target=target, lock=StudyLock(settings.storage_url, settings.name),
+                           claim=objective.claim,
+                           stop=lambda: guard.pending or (deadline is not None and time.monotonic() >= deadline))
     install = ctrl_c is None and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, guard) if install else None
     try:
         with guard.trials():
-            study.optimize(guard.inside(objective), callbacks=[report], catch=(Exception,),
-                           timeout=settings.timeout, gc_after_trial=True)
+            with contextlib.suppress(StudyFull):
+                bounded.optimize(guard.inside(objective), callbacks=[report], catch=(Exception,),
+                                 timeout=settings.timeout, gc_after_trial=True)
     finally:
         if install:
             signal.signal(signal.SIGINT, previous)

@@ -30,6 +30,7 @@ from search.tracks import get_track
 from spaces import SearchSpace, get_space, reference_params
 
 HEARTBEAT_INTERVAL_S = 20
+SEED_OWNER = "seed_stream_worker"  # the process that samples from --seed as it is (study user attribute)
 GRACE_PERIOD_S = 60
 STORAGE_ATTEMPTS = 3
 READY_TIMEOUT_S = 10.0  # the creator of a study enqueues the references, then stores the settings: milliseconds
@@ -190,6 +191,7 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
         study.sampler = make_sampler(settings, seed=joining_seed(study, seed=settings.seed, stream=stream))
     if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)
+        study.set_user_attr(SEED_OWNER, worker_id())  # this process samples from --seed itself
         study.set_user_attr("settings", settings.defining())
     else:
         changed = {k: (stored.get(k), v) for k, v in settings.defining().items() if stored.get(k) != v}
@@ -207,12 +209,15 @@ def joining_seed(study: optuna.Study, *, seed: int, stream: int = 0) -> int:
     """The sampler seed of a process that resumes or joins `study` (`stream`: its local worker number, 0 alone).
 
     --seed again would replay the draws already made (a resumed random search proposed its earlier candidates
-    again) and give workers started together the same draws; so, once the study holds candidates or for a
-    local worker, the seed is mixed with the number of candidates, the stream and the process id. A study
-    holding only its references has nothing to replay: a lone process keeps --seed, as its creator would.
+    again) and give workers started together the same draws (both measured the same first candidate); so the
+    seed is mixed with the number of candidates, the stream and the process id, unless the study holds only its
+    references and no other live process samples from --seed (its creator, on another machine or alive here):
+    then this lone process keeps --seed, as its creator would, and takes that stream over.
     """
     candidates = sum("reference" not in t.user_attrs for t in study.get_trials(deepcopy=False))
-    if candidates == 0 and stream == 0:
+    owner = study.user_attrs.get(SEED_OWNER)
+    if candidates == 0 and stream == 0 and (owner in (None, worker_id()) or _worker_gone(owner)):
+        study.set_user_attr(SEED_OWNER, worker_id())
         return seed
     return int(np.random.SeedSequence([seed, candidates, stream, os.getpid()]).generate_state(1)[0])
 
@@ -262,9 +267,8 @@ def reap_dead_workers(study: optuna.Study, *, unowned_after_s: float = GRACE_PER
     RDB storages also do this through heartbeats (for workers on other machines); journal files have no
     heartbeat, and waiting for a heartbeat's grace period is needless when the process is known dead.
     A trial running for `unowned_after_s` with no worker named lost its worker between its creation and its
-    start (its objective names the worker first thing; heartbeats start only then): it is reaped too.
+    start (it is named as the trial is claimed; heartbeats start only then): it is reaped too.
     """
-    host = socket.gethostname()
     reaped = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker", "")
@@ -273,11 +277,10 @@ def reap_dead_workers(study: optuna.Study, *, unowned_after_s: float = GRACE_PER
             if age < datetime.timedelta(seconds=unowned_after_s):
                 continue
             reason = f"its worker died before starting it (no worker took it up in {age.total_seconds():.0f} s)"
-        else:
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
-                continue
+        elif _worker_gone(owner):
             reason = f"worker {owner} died"
+        else:
+            continue
         try:  # the reason first: a finished trial takes no more attributes
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -303,6 +306,12 @@ def requeue_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     requeue(study, trial)
 
 
+def _worker_gone(owner: str) -> bool:
+    """Whether the worker `host:pid` is known dead: a process of this host that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -315,7 +324,15 @@ def _alive(pid: int) -> bool:
 
 def done_trials(study: optuna.Study) -> int:
     """Trials that count towards --trials: completed and pruned (failed ones are retried)."""
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return count_trials(study)[0]
+
+
+def count_trials(study: optuna.Study) -> tuple[int, int]:
+    """(done, running): the trials that count towards --trials, and those that workers are running."""
+    states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                        TrialState.RUNNING))]
+    running = states.count(TrialState.RUNNING)
+    return len(states) - running, running
 
 
 def reference_records(study: optuna.Study) -> dict[str, dict[str, Any]]:

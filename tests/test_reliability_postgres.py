@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import psycopg2
 import pytest
-from conftest import STUDY
+from conftest import STUDY, measured_twice
 from optuna.trial import TrialState
 from editions import get_edition
 
@@ -122,7 +122,8 @@ def test_two_workers_share_one_study_in_postgres(postgres_url, start_cli, search
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))  # every trial recorded once, none lost
     states = collections.Counter(t.state for t in trials)
-    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] >= trials_wanted
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == trials_wanted  # never more
+    assert measured_twice(trials) == []  # not the same first candidate by both
     assert states[TrialState.RUNNING] == states[TrialState.WAITING] == states[TrialState.FAIL] == 0
 
     # The references: enqueued once, each measured once in its own trial.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, STUDY, started_trial, wait_for
+from conftest import REPO, STUDY, measured_twice, started_trial, wait_for
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -48,7 +48,8 @@ def test_workers_share_one_study_through_a_journal_file(run_cli, search_args, tm
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(len(trials)))  # every trial recorded once
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)]
-    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) >= 6
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 6  # never more
+    assert measured_twice(trials) == []
     references = collections.Counter(t.user_attrs.get("reference") for t in trials if "reference" in t.user_attrs)
     assert references == {name: 1 for name in REFERENCES}  # measured once, by one worker
     assert all(f"reference:{name}" in study.user_attrs for name in REFERENCES)
@@ -60,9 +61,24 @@ def test_workers_share_one_study_through_a_journal_file(run_cli, search_args, tm
     assert run_search.main(["report", "--study", STUDY, "--results", str(results)]) == 0
     assert run_search.main(search_args(results, "--trials", "6")) == 0  # one worker: nothing left to do
     output = capsys.readouterr().out
-    done_before = re.search(r"^  (\d+) of 6 trials done", output, flags=re.M)
-    assert done_before and int(done_before.group(1)) >= 6 and "storage journal:" in output
+    assert re.search(r"^  6 of 6 trials done", output, flags=re.M) and "storage journal:" in output
     assert not (results / STUDY / "study.db").exists()
+
+
+def test_two_commands_started_at_once_on_one_journal_measure_each_candidate_once(start_cli, search_args, tmp_path):
+    """Two processes (not --workers) on one study: the same first candidate was drawn and measured by both, and
+    --trials 6 gave 7 trials."""
+    storage = f"journal:{tmp_path / 'study.journal'}"
+    logs = [tmp_path / f"{name}.log" for name in "ab"]
+    processes = [start_cli(*search_args(tmp_path / f"results_{name}", "--trials", "6", "--storage", storage),
+                           log=log) for name, log in zip("ab", logs)]
+    for process, log in zip(processes, logs):
+        assert process.wait(timeout=600) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+    trials = optuna.load_study(study_name=STUDY, storage=make_storage(storage)).get_trials()
+    assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # no more
+    assert measured_twice(trials) == []
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
 
 
 @pytest.mark.parametrize("attempt", range(5))
