@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import omp_wait  # noqa: F401  (first: OpenMP's wait policy, before torch is imported)
 import argparse
 import sys
 from pathlib import Path

@@ -11,6 +11,7 @@ are results, not crashes. The command line also trains an exported winner longer
 
 from __future__ import annotations
 
+import omp_wait  # noqa: F401  (first: OpenMP's wait policy, before torch is imported)
 import argparse
 import dataclasses
 import json

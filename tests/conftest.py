@@ -6,6 +6,7 @@ budget, so a search of a few trials takes seconds per trial on 2 CPU cores.
 
 from __future__ import annotations
 
+import omp_wait  # noqa: F401  (first: OpenMP's wait policy, before torch is imported)
 import contextlib
 import os
 import shutil
@@ -231,15 +232,3 @@ def assert_one_clear_line(code: int, err: str, *fragments: str) -> None:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
-
-def measured_twice(trials: list) -> list[str]:
-    """The architectures that more than one done trial measured (a trial copying its twin's figures, with
-    `duplicate_of`, measured nothing): every architecture is measured once, whatever the workers."""
-    import collections
-    import json
-
-    from optuna.trial import TrialState
-    measured = collections.Counter(json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
-                                   if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                                   and "duplicate_of" not in t.user_attrs)
-    return [config for config, count in measured.items() if count > 1]

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, STUDY, measured_twice, started_trial, wait_for
+from conftest import REPO, STUDY, started_trial, wait_for
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 import run_search
+from bench.load_and_fault import measured_twice
 from editions import get_edition
 from search import candidate
 from search.runner import worker_env
