@@ -253,9 +253,3 @@ def _alive(pid: int) -> bool:
 def done_trials(study: optuna.Study) -> int:
     """Trials that count towards --trials: completed and pruned (failed ones are retried)."""
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def reference_records(study: optuna.Study) -> dict[str, dict[str, Any]]:
-    """The references measured so far in this study (name -> record)."""
-    prefix = "reference:"
-    return {key[len(prefix):]: value for key, value in study.user_attrs.items() if key.startswith(prefix)}

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 import run_search
 from editions import get_edition
 from search import candidate
-from search.runner import worker_env
+from search.workers import worker_env
 from search.study import make_storage, open_study
 from spaces import ArchConfig
 
