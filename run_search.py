@@ -125,7 +125,8 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def run_search_command(options: argparse.Namespace) -> int:
-    from search.runner import SearchStalled, run_search
+    from search.runner import run_search
+    from search.trial_loop import SearchStalled
     from search.settings import SearchSettings
     settings = SearchSettings(**{k: v for k, v in vars(options).items()})
     try:
@@ -248,7 +249,7 @@ def run_profile_command(options: argparse.Namespace) -> int:
 
     from editions import get_edition
     from evaluators.profile import ROUNDS, format_profile_table, profile_models
-    from search.published import format_published, published_records
+    from search.report.published import format_published, published_records
     from evaluators.device import resolve_device
     from spaces import build_model, check_x4, get_reference, inference_form
     from spaces.resolve import resolve_architecture
@@ -369,8 +370,9 @@ def run_report_command(options: argparse.Namespace) -> int:
 
 def run_export_command(options: argparse.Namespace) -> int:
     from editions import get_edition
-    from search.report import leaderboard, references_frame, trials_frame
-    from search.runner import check_output_folder, export_trials
+    from search.report.tables import leaderboard, references_frame, trials_frame
+    from search.export.trials import export_trials
+    from search.runner import check_output_folder
     from search.tracks import get_track
     study, settings = stored_settings(options)
     edition = settings.rules if options.edition is None else get_edition(options.edition)

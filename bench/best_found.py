@@ -26,7 +26,7 @@ from bench.common import median_and_spread, write_result
 from bench.search_efficiency import RUNS
 from editions import get_edition
 from search.candidate import Measurement, measure_speed
-from search.report import leaderboard, references_frame, trials_frame
+from search.report.tables import leaderboard, references_frame, trials_frame
 from search.tracks import get_track
 from spaces import ArchConfig, get_reference
 

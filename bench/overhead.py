@@ -30,7 +30,7 @@ from data.patches import patch_batches
 from editions import get_edition
 from evaluators.device import resolve_device
 from search.candidate import Measurement, measure_complexity, measure_speed
-from search.report import trials_frame
+from search.report.tables import trials_frame
 from search.runner import run_search
 from search.settings import SearchSettings
 from search.tracks import get_track

@@ -24,7 +24,7 @@ import optuna
 import pandas as pd
 
 from bench.common import REPO, median_and_spread, write_result
-from search.report import trials_frame
+from search.report.tables import trials_frame
 from search.runner import run_search
 from search.settings import SAMPLERS, SearchSettings
 from search.tracks import get_track

@@ -11,7 +11,7 @@ compared with both targets.
     python3 -m bench.zoo_fidelity --kit /path/to/another/kit --out bench/results/zoo_fidelity_other.json
 
 Measurements are cached per entry (keyed by budget, data, seed, device and torch version) in
-`search.kit_cache`, so a second run, or a search with `--calibrate-with`, retrains nothing.
+`search.verdict.measurement_cache`, so a second run, or a search with `--calibrate-with`, retrains nothing.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import train_proxy
 from bench.common import result_path, write_json
 from data import SRDataset, load_dataset
 from editions import get_edition
-from search import fidelity, known_quality
-from search.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict, fit_predictor
-from search.measurement_cache import MeasurementCache, measure_architecture
+from search.verdict import fidelity, known_quality
+from search.verdict.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict, fit_predictor
+from search.verdict.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ModelFileError, build_model, get_reference, read_kit
 from spaces.official_weights import OFFICIAL, load_official
 
@@ -151,7 +151,7 @@ def _line(row: dict[str, Any]) -> str:
 
 def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[CalibrationPoint], *,
          data: SRDataset, budget: train_proxy.Budget, seed: int, path: Path) -> None:
-    """Write the figures a search of this setting calibrates with (search/calibration_points.json)."""
+    """Write the figures a search of this setting calibrates with (search/verdict/calibration_points.json)."""
     payload = {"about": "Measured by python3 -m bench.zoo_fidelity --ship: proxy curves of kit entries (this "
                         "toolkit's trainer, from scratch) and official weights' PSNR on the validation images.",
                "setting": known_quality.setting_key(data=data, budget=budget, seed=seed, device="cpu"),
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default=DEFAULT_FEATURES, choices=list(FEATURE_SETS))
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="score only what the cache holds (no training)")
-    parser.add_argument("--ship", action="store_true", help="write search/calibration_points.json from these figures")
+    parser.add_argument("--ship", action="store_true", help="write search/verdict/calibration_points.json from these figures")
     options = parser.parse_args(argv)
     if options.out is not None and options.out.is_dir():
         print(f"error: --out {options.out} is a folder; give the results file, e.g. {options.out / 'zoo_fidelity.json'}",

@@ -23,14 +23,17 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
+import train_proxy
+from data import load_dataset
 from search import candidate
-from search import known_quality
-from search.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
-from search.measurement_cache import MeasurementCache, measurement_key
-from search.settings import SearchSettings
 from search.constraints import constraint_values, violated_before_training
-from search.study import reap_dead_workers, reference_records, worker_id
+from search.records import reference_records
+from search.settings import SearchSettings
+from search.study import reap_dead_workers, study_space, worker_id
 from search.tracks import get_track
+from search.verdict import known_quality
+from search.verdict.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
+from search.verdict.measurement_cache import MeasurementCache, measurement_key
 from spaces import Architecture, ArchConfig, SearchSpace, get_reference
 
 POLL_S = 5.0
@@ -286,3 +289,27 @@ def measured_twin(study: optuna.Study, config: ArchConfig, *, number: int) -> op
         time.sleep(POLL_S)
         optuna.storages.fail_stale_trials(study)
         reap_dead_workers(study)
+
+
+def budget_of(settings: SearchSettings) -> train_proxy.Budget:
+    return train_proxy.get_budget(settings.budget, iterations=settings.iterations, batch_size=settings.batch_size,
+                                  lr_patch=settings.patch, lr=settings.lr)
+
+
+def make_objective(settings: SearchSettings, study: optuna.Study, *, data: Any = None) -> TrialObjective:
+    edition = settings.rules
+    data = load_dataset(settings.data, valid_limit=settings.valid_limit, edition=edition) if data is None else data
+    if "bicubic_psnr" not in study.user_attrs:
+        study.set_user_attr("bicubic_psnr", train_proxy.bicubic_baseline_psnr(data))
+    if "validation" not in study.user_attrs:
+        study.set_user_attr("validation", data.describe_valid())
+    measurement = candidate.Measurement.of_edition(edition, device=settings.device,
+                                                   latency_input=settings.latency_input, dtype=settings.dtype)
+    return TrialObjective(settings=settings, space=study_space(study, settings), data=data, budget=budget_of(settings), measurement=measurement,
+                     artifacts=artifact_store(settings), bicubic_psnr=study.user_attrs["bicubic_psnr"])
+
+
+def artifact_store(settings: SearchSettings) -> FileSystemArtifactStore:
+    path = settings.run_dir / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))

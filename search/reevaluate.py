@@ -19,8 +19,8 @@ import optuna
 import pandas as pd
 
 from search import candidate
-from search.calibration import ProxyRun
-from search.measurement_cache import MeasurementCache, measurement_key
+from search.verdict.calibration import ProxyRun
+from search.verdict.measurement_cache import MeasurementCache, measurement_key
 from search.objective import TrialObjective, reference_verdict
 from search.tracks import Track
 from spaces import ArchConfig, get_reference

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from editions import DEFAULT_EDITION, Edition, get_edition
-from search.calibration import DEFAULT_FEATURES, FEATURE_SETS
+from search.verdict.calibration import DEFAULT_FEATURES, FEATURE_SETS
 from search.tracks import get_track
 from spaces import get_space
 
@@ -38,7 +38,7 @@ class SearchSettings:
     device: str = "cpu"
     latency_input: tuple[int, int, int] | None = None  # None: the evaluators' per-device default
     dtype: str = "fp32"
-    predictor: str = DEFAULT_FEATURES  # the feature set of the PSNR predictor (search.calibration.FEATURE_SETS)
+    predictor: str = DEFAULT_FEATURES  # the feature set of the PSNR predictor (search.verdict.calibration.FEATURE_SETS)
     calibrate_with: str | None = None  # a kit folder whose entries add calibration points
     floor: float | None = None  # the PSNR floor [dB] on the published scale; None: the edition's validation floor
     extra_references: tuple[str, ...] = ()  # models measured beside the edition's references (not calibrating)

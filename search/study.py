@@ -334,8 +334,3 @@ def count_trials(study: optuna.Study) -> tuple[int, int]:
     running = states.count(TrialState.RUNNING)
     return len(states) - running, running
 
-
-def reference_records(study: optuna.Study) -> dict[str, dict[str, Any]]:
-    """The references measured so far in this study (name -> record)."""
-    prefix = "reference:"
-    return {key[len(prefix):]: value for key, value in study.user_attrs.items() if key.startswith(prefix)}

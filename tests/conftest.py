@@ -110,7 +110,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def references_run(tmp_path_factory: pytest.TempPathFactory, search_settings, cli_env: dict[str, str]) -> Path:
     """A results folder whose study holds the four references, measured once per session (copy it to use it)."""
-    from search.runner import optimize
+    from search.trial_loop import optimize
     from search.study import open_study
     results = tmp_path_factory.mktemp("references") / "results"
     settings = search_settings(results, trials=4)

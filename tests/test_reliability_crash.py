@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import train_proxy
 from search import candidate
-from search.runner import SearchStalled, optimize
+from search.trial_loop import SearchStalled, optimize
 from search.study import open_study, reap_dead_workers, requeue
 from editions import get_edition
 

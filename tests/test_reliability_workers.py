@@ -24,7 +24,7 @@ import run_search
 from bench.load_and_fault import measured_twice
 from editions import get_edition
 from search import candidate
-from search.runner import worker_env
+from search.workers import worker_env
 from search.study import make_storage, open_study
 from spaces import ArchConfig
 

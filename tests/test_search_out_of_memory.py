@@ -10,7 +10,8 @@ from optuna.trial import TrialState
 
 from editions import get_edition
 from search import candidate
-from search.runner import finish, optimize
+from search.runner import finish
+from search.trial_loop import optimize
 from search.study import open_study
 from spaces import ArchConfig
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from search.calibration import CalibrationPoint, ProxyRun, fit_predictor
-from search.report import leaderboard, references_frame, trials_frame
-from search.report_html import write_report
+from search.verdict.calibration import CalibrationPoint, ProxyRun, fit_predictor
+from search.report.tables import leaderboard, references_frame, trials_frame
+from search.report.html import write_report
 from search.settings import SearchSettings
 from search.tracks import TRACKS
 from spaces import ArchConfig, get_reference

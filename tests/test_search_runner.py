@@ -15,7 +15,9 @@ import run_search
 import search.runner
 from editions import get_edition
 from search import candidate
-from search.runner import RunSummary, progress_line, run_search as run, tail_seconds
+import search.progress
+from search.progress import progress_line, tail_seconds
+from search.runner import RunSummary, run_search as run
 
 REFERENCES = get_edition(2022).references
 
@@ -60,8 +62,8 @@ def test_the_eta_counts_the_re_evaluation_reports_and_export(search_settings, tm
         study.set_user_attr(f"reference:{name}", {"train_seconds": 10.0})
     settings = search_settings(tmp_path, reeval_top=2, reeval_seeds=1, reeval_budget=2.0)
     # (4 references + 2 members) x 1 seed x 2 budgets x 10 s, then the reports and export.
-    assert tail_seconds(settings, study) == pytest.approx(120 + search.runner.REPORT_AND_EXPORT_S)
-    assert tail_seconds(settings.replace(reeval_top=0), study) == search.runner.REPORT_AND_EXPORT_S
+    assert tail_seconds(settings, study) == pytest.approx(120 + search.progress.REPORT_AND_EXPORT_S)
+    assert tail_seconds(settings.replace(reeval_top=0), study) == search.progress.REPORT_AND_EXPORT_S
 
 
 def test_the_first_lines_say_when_the_storage_folder_was_created(search_settings, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 import run_search
-from search.calibration import ProxyRun, PsnrPredictor
+from search.verdict.calibration import ProxyRun, PsnrPredictor
 from search.runner import run_search as run
 from search.settings import SearchSettings
 from editions import get_edition

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import run_search
-import search.export
+import search.export.writer
 from conftest import STUDY, sqlite_url
 from evaluators.counter import Counter, count_complexity
-from search.export import export_architecture, load_exported
-from search.report import references_frame
+from search.export.writer import export_architecture, load_exported
+from search.report.tables import references_frame
 from spaces import ArchConfig, build_model, get_reference, inference_config, inference_form
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_names_are_importable_and_do_not_shadow_the_blocks(tmp_path, name, modul
 def test_a_failure_while_writing_leaves_no_partial_export(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(search.export, "_export_onnx", crash)
+    monkeypatch.setattr(search.export.writer, "_export_onnx", crash)
     config = CASES["imdn"]
     with pytest.raises(OSError, match="disk full"):
         export_architecture(config=config, state_dict=build_model(config).state_dict(), metrics={},

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from search.calibration import (DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict,
+from search.verdict.calibration import (DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict,
                                 fit_predictor)
 
 UNDER_FLOOR_MARGIN = 0.10  # dB: "published under the floor" means under floor - this, as the 28.90

@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 
 from editions import Constraint, Edition
-from search.study import reference_records
+from search.records import reference_records
 from search.tracks import Track, rank
 from spaces import ArchConfig
 

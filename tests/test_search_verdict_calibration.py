@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from search.calibration import (CalibrationPoint, Feature, ProxyRun, PsnrPredictor, Verdict, fit_predictor,
+from search.verdict.calibration import (CalibrationPoint, Feature, ProxyRun, PsnrPredictor, Verdict, fit_predictor,
                                 fit_published_map)
 
 

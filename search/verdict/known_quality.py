@@ -21,8 +21,8 @@ from typing import Any
 import train_proxy
 from data import SRDataset
 from editions import Edition, ValidationSet, get_edition
-from search.calibration import CalibrationPoint, ProxyRun
-from search.measurement_cache import MeasurementCache, measure_architecture
+from search.verdict.calibration import CalibrationPoint, ProxyRun
+from search.verdict.measurement_cache import MeasurementCache, measure_architecture
 from spaces import ModelFileError, read_kit
 
 logger = logging.getLogger(__name__)

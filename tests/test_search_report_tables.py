@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from search.report import leaderboard, pareto_mask, trials_frame
+from search.report.tables import leaderboard, pareto_mask, trials_frame
 from editions import get_edition
 from search.tracks import TRACKS, get_track, rank
 from spaces import ArchConfig

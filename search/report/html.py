@@ -1,6 +1,6 @@
 """results/<study>/report.html: the one page a person opens after a search.
 
-The leaderboard (the ranking of search.report.leaderboard, references beside the trials), the Pareto
+The leaderboard (the ranking of search.report.tables.leaderboard, references beside the trials), the Pareto
 plot, the history, the parallel coordinates, the PSNR predictor's calibration, the re-evaluation, the
 winner's architecture, how every figure was measured, and links to the CSV tables and the export.
 Self-contained: plotly's JavaScript is embedded once, so the page opens offline and can be mailed.
@@ -28,10 +28,10 @@ import torch
 from plotly.offline import get_plotlyjs
 
 from search import candidate
-from search.architecture_svg import architecture_svg
-from search.calibration import PsnrPredictor
-from search.plots import history_figure, parallel_figure, pareto_figure
-from search.report import references_frame
+from search.report.architecture_svg import architecture_svg
+from search.verdict.calibration import PsnrPredictor
+from search.report.plots import history_figure, parallel_figure, pareto_figure
+from search.report.tables import references_frame
 from search.settings import SearchSettings
 from search.tracks import Track
 from spaces import ArchConfig

@@ -9,9 +9,9 @@ import train_proxy
 from data import load_dataset
 from data.dataset import ImagePair
 from editions import ValidationSet, get_edition
-from search import fidelity, known_quality
-from search.calibration import CalibrationPoint, ProxyRun
-from search.measurement_cache import MeasurementCache, measure_architecture, measurement_key
+from search.verdict import fidelity, known_quality
+from search.verdict.calibration import CalibrationPoint, ProxyRun
+from search.verdict.measurement_cache import MeasurementCache, measure_architecture, measurement_key
 from evaluators.counter import Counter, count_complexity
 from spaces import ArchConfig, build_model
 
@@ -53,7 +53,7 @@ def test_leave_one_out_never_sees_the_point_it_predicts():
 
 def test_shipped_points_apply_only_to_their_own_setting():
     shipped = known_quality.shipped()
-    assert shipped, "search/calibration_points.json is missing: run python3 -m bench.zoo_fidelity --ship"
+    assert shipped, "search/verdict/calibration_points.json is missing: run python3 -m bench.zoo_fidelity --ship"
     data = load_dataset(None)
     key = known_quality.setting_key(data=data, budget=train_proxy.get_budget("quick"), seed=0, device="cpu")
     assert len(known_quality.shipped_points(key=key)) == len(shipped["points"]) >= 20

@@ -1,6 +1,6 @@
 """Plots of one track's search: Pareto scatters, optimisation history, parallel coordinates.
 
-Figures are drawn from the trials table (search.report) and the references' measurements, so they can
+Figures are drawn from the trials table (search.report.tables) and the references' measurements, so they can
 be redrawn from storage at any time. They take the width of the page (no fixed width) and open on the
 region that matters: the axes span the feasible trials, the front and the references (pruned and failed
 trials are one legend click away, infeasible ones one autoscale away). The HTML files share one plotly.min.js written beside them

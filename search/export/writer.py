@@ -6,7 +6,7 @@ sits in `model_zoo/<name>.pth` and is loaded with `strict=True`), so both folder
 repository. Beside them: `<name>.json` (configs), `<name>.metrics.json` and `<name>.onnx`.
 
 The model file inlines the parts of `spaces/network.py` (torch-only by design) that its network uses
-(search.export_source) and bakes in the inference config, so it never imports the toolkit and never
+(search.export.source) and bakes in the inference config, so it never imports the toolkit and never
 holds training-time re-parameterisation branches. Each file is checked before it is written: built from
 its own text, it must give the toolkit model's output bit for bit.
 
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 import spaces.network
-from search.export_source import prune_source, used_definitions
+from search.export.source import prune_source, used_definitions
 from spaces import ArchConfig, build_model, inference_config, inference_form
 
 ONNX_OPSET = 18

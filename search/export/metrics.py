@@ -17,7 +17,7 @@ import pandas as pd
 
 from editions import Edition, WeightedScore
 from search.candidate import Measurement, edition_limits, measure_complexity
-from search.report import CONSTRAINTS
+from search.report.tables import CONSTRAINTS
 from spaces import ArchConfig
 
 logger = logging.getLogger(__name__)

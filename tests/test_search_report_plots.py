@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs_version
 
-from search.plots import (FEASIBLE, FRONT, INFEASIBLE, STOPPED, history_figure, parallel_figure, pareto_figure,
+from search.report.plots import (FEASIBLE, FRONT, INFEASIBLE, STOPPED, history_figure, parallel_figure, pareto_figure,
                           write_plots)
 from search.constraints import Limits
 from search.tracks import TRACKS
