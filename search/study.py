@@ -313,13 +313,19 @@ def _worker_gone(owner: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs: one that exited but that its parent has not reaped yet (a `--workers` worker
+    killed while the parent waits for another) is a zombie, and dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (not Linux): kill's answer stands
+        return True
+    return not stat[stat.rindex(")") + 2:].startswith("Z")  # the state follows the parenthesised command name
 
 
 def done_trials(study: optuna.Study) -> int:

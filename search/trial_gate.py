@@ -92,7 +92,10 @@ class BoundedStudy(optuna.Study):
                     raise StudyFull(f"{done} of {self.target} trials done")
                 if done + running < self.target:
                     trial = super().ask(fixed_distributions)
-                    self.claim(trial)
+                    try:
+                        self.claim(trial)
+                    except Exception as error:  # the objective meets it again and records the trial failed
+                        logger.debug("trial %d not claimed: %s", trial.number, error)
                     return trial
             if self.stop_waiting():
                 raise StudyFull("stopped while other workers' trials ran")

@@ -6,6 +6,9 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -112,6 +115,25 @@ def test_an_interrupted_reference_is_enqueued_again_once(search_settings, tmp_pa
         study = open_study(settings)
     waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert sorted(t.user_attrs["reference"] for t in waiting) == sorted(REFERENCES)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_killed_worker_that_its_parent_has_not_reaped_yet_is_dead(search_settings, tmp_path):
+    """A `--workers` worker killed while the parent waits for another stays a zombie: its pid still answers kill(0),
+    and the other workers waited for its trial for ever."""
+    study = open_study(search_settings(tmp_path / "results"))
+    trial = study.ask()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # exits at once; not reaped until wait()
+    try:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{child.pid}")
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.05)
+        assert reap_dead_workers(study) == [trial.number]
+    finally:
+        child.wait()
+    assert study.get_trials()[trial.number].user_attrs["fail_reason"] == f"worker {socket.gethostname()}:{child.pid} died"
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")

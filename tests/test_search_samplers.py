@@ -1,11 +1,14 @@
 """Every sampler of --sampler runs on our spaces with constraints and reference trials (no training)."""
 
+import socket
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+import search.study
 from search.settings import SAMPLERS, SearchSettings
-from search.study import enqueue_references, make_sampler, open_study
+from search.study import enqueue_references, joining_seed, make_sampler, open_study
 from search.tracks import get_track
 from spaces import build_model, get_space, reference_params
 from editions import get_edition
@@ -62,3 +65,16 @@ def test_a_resumed_search_draws_new_candidates_not_its_first_ones_again(search_s
     assert space.suggest(open_study(fresh).ask()) == first  # same --seed, same first draw: reproducible
     workers = [open_study(settings, stream=k) for k in (1, 2)]
     assert space.suggest(workers[0].ask()) != space.suggest(workers[1].ask())
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_process_joining_while_the_creator_lives_draws_its_own_seed_stream(search_settings, tmp_path, monkeypatch):
+    """Two commands started together on one study both kept --seed and measured the same first candidate."""
+    settings = search_settings(tmp_path / "results")
+    study = open_study(settings)  # created here: this process samples from --seed
+    assert joining_seed(study, seed=7) == 7  # the creator itself, reopening
+    monkeypatch.setattr(search.study, "worker_id", lambda: f"{socket.gethostname()}:1")  # another live process
+    assert joining_seed(study, seed=7) != 7
+    study.set_user_attr(search.study.SEED_OWNER, f"{socket.gethostname()}:999999999")  # a creator that died
+    assert joining_seed(study, seed=7) == 7  # a lone resume replays --seed, and takes the stream over
+    assert study.user_attrs[search.study.SEED_OWNER] == f"{socket.gethostname()}:1"
