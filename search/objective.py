@@ -15,7 +15,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -99,7 +99,8 @@ class TrialObjective:
                     "psnr_high": self.bicubic_psnr, "verdict": Verdict.INFEASIBLE.value,
                     "cut_before_training": violations}
         result = candidate.train(config, data=self.data, budget=self.budget, seed=self.settings.seed,
-                                 device=self.settings.device, checkpoint_callback=self.early_stop_rule(curve))
+                                 device=self.settings.device,
+                                 checkpoint_callback=reporting(trial, stop=self.early_stop_rule(curve)))
         record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
         if result.status == "failed":
             raise CandidateFailed(result.reason, {**record, "fail_reason": result.reason})
@@ -125,16 +126,16 @@ class TrialObjective:
         weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
         return predictor, records[weakest]["psnr_curve"] if weakest else None
 
-    def fit(self, records: dict[str, dict[str, Any]], *, known: bool = True) -> PsnrPredictor:
-        """The predictor on the references measured in this study (their proxy runs as `records` hold them)
-        and, with `known`, the known points of this setting."""
+    def fit(self, records: dict[str, dict[str, Any]], *, points: list[CalibrationPoint] | None = None) -> PsnrPredictor:
+        """The predictor on the references measured in this study (their proxy runs as `records` hold them) and
+        the known points of the same budget (`points`; default: those of the search's own budget)."""
         published = {n: self.edition.published_psnr(n) for n in self.edition.calibration_references}
         targets, source = known_quality.reference_targets(data=self.data, published=published,
                                                           validation=self.edition.validation)
         calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
-        points = known_quality.reference_points(calibrating, targets, published, source=source)
-        points += self.known_points if known else []
-        return fit_predictor(points, floor=self.settings.floor, features=self.settings.predictor)
+        known = self.known_points if points is None else points
+        return fit_predictor(known_quality.reference_points(calibrating, targets, published, source=source) + known,
+                             floor=self.settings.floor, features=self.settings.predictor)
 
     def early_stop_rule(self, curve: list[list[float]] | None):
         """Stop a candidate whose PSNR at a checkpoint falls `early_stop_margin` dB under the curve of the
@@ -152,17 +153,37 @@ class TrialObjective:
         return stop
 
     def store_weights(self, trial: optuna.Trial, state_dict: dict[str, torch.Tensor]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}.pth"
-            torch.save(state_dict, path)
-            trial.set_user_attr("weights_artifact", upload_artifact(
-                artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial))
+        trial.set_user_attr("weights_artifact", store_weights(self.artifacts, trial, state_dict,
+                                                              name=f"trial-{trial.number}"))
 
     # Values and constraints --------------------------------------------------------------------
     def finish(self, trial: optuna.Trial, record: dict[str, Any]) -> list[float]:
         for name, value in constraint_values(self.track.constraints, record, limits=self.limits).items():
             trial.set_constraint(name, value)
         return [float(record[metric]) for metric in self.track.metrics]
+
+
+def reporting(trial: optuna.Trial, *, stop: Callable[[int, float], bool] | None) -> Callable[[int, float], bool]:
+    """A checkpoint callback that records the PSNR curve as the trial's intermediate values (what optuna-dashboard
+    plots), then asks `stop`. `Trial.report` refuses multi-objective studies (the tracks are), so the value goes
+    through the storage's own call for it."""
+
+    def callback(step: int, psnr: float) -> bool:
+        if math.isfinite(psnr):
+            trial.storage.set_trial_intermediate_value(trial._trial_id, step, psnr)
+        return bool(stop and stop(step, psnr))
+
+    return callback
+
+
+def store_weights(store: FileSystemArtifactStore, owner: optuna.Trial | optuna.Study,
+                  state_dict: dict[str, torch.Tensor], *, name: str) -> str:
+    """Save `state_dict` as an artifact of `owner` (a running trial, or the study for a finished trial's rung
+    runs); returns the artifact id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.pth"
+        torch.save(state_dict, path)
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=owner)
 
 
 class CandidateFailed(RuntimeError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SEARCH = Path(__file__).resolve().parents[1] / "search"
-LOOP = {f"search.{name}" for name in ("study", "objective", "trial_loop", "workers", "progress", "reevaluate",
+LOOP = {f"search.{name}" for name in ("study", "objective", "trial_loop", "workers", "progress", "promotion",
                                        "runner")}
 
 

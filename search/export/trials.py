@@ -15,6 +15,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from editions import Edition
 from search.export.metrics import edition_metrics
 from search.export.writer import export_architecture
+from search.records import rung_records
 from search.report.tables import references_frame
 from spaces import ArchConfig
 
@@ -30,7 +31,9 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
     written = []
     for number in numbers:
         trial = study.trials[number]
-        artifact = trial.user_attrs.get("weights_artifact")
+        rungs = rung_records(study).get(number, {})
+        # the weights of the longest training the trial had: its highest promotion rung's, else the search's
+        artifact = (rungs[max(rungs)].get("weights_artifact") if rungs else None) or trial.user_attrs.get("weights_artifact")
         if artifact is None:
             raise ValueError(f"trial #{number} has no trained weights to export (it was not trained)")
         with tempfile.TemporaryDirectory() as tmp:
