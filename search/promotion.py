@@ -159,10 +159,9 @@ def climb(study: optuna.Study, *, objective: TrialObjective, ladder: Ladder, num
     record: dict[str, Any] = {"rung": rung, "budget": budget.to_dict(), "params": trial.user_attrs["params"],
                               "activations_m": trial.user_attrs.get("activations_m"),
                               **candidate.training_record(result)}
-    if result.status != "ok":
-        record.update(verdict=Verdict.UNCERTAIN.value, fail_reason=result.reason)
-        say(f"  #{number:<4} rung {rung} ({budget.iterations} steps): training failed ({result.reason}); its verdict "
-            f"stays uncertain")
+    if result.status != "ok":  # diverged or out of memory at the longer budget: it cannot be the winner
+        record.update(verdict=Verdict.INFEASIBLE.value, fail_reason=result.reason)
+        say(f"  #{number:<4} rung {rung} ({budget.iterations} steps): training failed ({result.reason}): infeasible")
     else:
         record["weights_artifact"] = store_weights(objective.artifacts, study, result.state_dict,
                                                    name=f"trial-{number}-rung{rung}")

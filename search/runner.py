@@ -19,7 +19,7 @@ from editions import Edition
 from evaluators.device import resolve_device
 from evaluators.latency import resolve_dtype
 from search import candidate
-from search.export.trials import export_trials
+from search.export.trials import export_name, export_trials
 from search.objective import TrialObjective, budget_of, make_objective, measure_reference
 from search.progress import Printer
 from search.promotion import next_rung_minutes, promote
@@ -34,7 +34,7 @@ from search.records import PROMOTION_SECONDS, rung_calibrations
 from search.verdict.calibration import PsnrPredictor, Verdict
 from search.verdict.rungs import Ladder
 from search.workers import run_workers
-from spaces import Architecture, build_model, check_x4, get_space
+from spaces import Architecture, ArchConfig, build_model, check_x4, get_space
 from spaces.resolve import ModelOptions, resolve_architecture
 
 
@@ -206,7 +206,7 @@ def winner_lines(settings: SearchSettings, study: optuna.Study, *, frame: pd.Dat
                  ladder: Ladder, objective: TrialObjective | None) -> str:
     """The winner, its rung, its verdict with its interval; undecided, what the next rung costs and the command."""
     row = frame.loc[frame["number"] == winner].iloc[0]
-    rung = int(row["rung"])
+    rung, config = int(row["rung"]), ArchConfig.from_json(row["config"])
     lines = [f"winner: trial #{winner} ({row['label']}), rung {rung} ({ladder.budget(rung).iterations} steps), "
              f"{verdict}: predicted {row['psnr_predicted']:.2f} dB [{row['psnr_low']:.2f}, {row['psnr_high']:.2f}] "
              f"(80% interval), floor {settings.floor:.2f} dB" + (f"; {row['verdicts']}" if rung else "")]
@@ -214,8 +214,9 @@ def winner_lines(settings: SearchSettings, study: optuna.Study, *, frame: pd.Dat
         return "\n".join(lines)
     if rung >= ladder.max_rung:
         lines.append(f"  still {verdict} at the top rung: raise --max-rung, or train it fully and measure it "
-                     f"(python train_proxy.py --arch {settings.run_dir / 'export'}/trial{winner}_{row['block']}.json "
-                     f"--budget full --data DIV2K)")
+                     f"(python train_proxy.py --arch "
+                     f"{settings.run_dir / 'export' / export_name(winner, config=config, rung=rung)}.json --budget full "
+                     f"--data DIV2K)")
         return "\n".join(lines)
     step = next_rung_minutes(study, objective=objective, number=winner) if objective is not None else None
     spent = float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)) / 60.0

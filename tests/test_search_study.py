@@ -66,6 +66,9 @@ def test_runtime_search_writes_reports_plots_and_promotes_its_leader(tmp_path):
     assert row["rung"] == 1 and row["verdict"] == promoted["verdict"] and row["verdicts"].startswith("r0 ")
     assert any(line.startswith(f"winner: trial #{leader} ") and "rung 1 (48 steps)" in line for line in lines)
     assert summary.winner == leader
+    # Optuna's own view: the rung-0 PSNR curve as the trial's intermediate values (optuna-dashboard plots them).
+    attrs = study.trials[leader].user_attrs
+    assert study.trials[leader].intermediate_values == {step: psnr for step, psnr in attrs["psnr_curve"][1:]}
 
 
 @pytest.mark.parametrize("track, objectives", [("complexity", 3), ("overall", 6)])

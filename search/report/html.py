@@ -31,6 +31,7 @@ from search import candidate
 from search.report.architecture_svg import architecture_svg
 from search.verdict.calibration import PsnrPredictor
 from search.report.plots import history_figure, parallel_figure, pareto_figure
+from search.export.trials import export_name
 from search.records import PROMOTION_SECONDS, rung_records
 from search.report.tables import references_frame
 from search.settings import SearchSettings
@@ -198,7 +199,8 @@ def _winner_html(frame: pd.DataFrame, winner: int | None, *, run_dir: Path) -> s
         return _none("no sampled architecture is feasible yet")
     row = frame.loc[frame["number"] == winner].iloc[0]
     config = ArchConfig.from_json(row["config"])
-    exported = sorted((run_dir / "export" / "models").glob(f"trial{winner}_*.py"))
+    name = export_name(winner, config=config, rung=int(row.get("rung", 0)))
+    exported = [path for path in [run_dir / "export" / "models" / f"{name}.py"] if path.is_file()]
     link = (f' Exported: <a href="{exported[0].relative_to(run_dir).as_posix()}">'
             f"{escape(exported[0].relative_to(run_dir).as_posix())}</a>." if exported else "")
     return (f'<p class="note">Trial #{winner}: {escape(config.describe())}.{link}</p>'
