@@ -15,7 +15,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -69,6 +69,8 @@ class TrialObjective:
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])  # the log shows none
             raise
         _store(trial, record)
+        if record.get("trained") and record.get("psnr_curve"):
+            record_curve(trial, record["psnr_curve"])
         return self.finish(trial, record)
 
     def reference_record(self, trial: optuna.Trial, name: str) -> dict[str, Any]:
@@ -99,8 +101,7 @@ class TrialObjective:
                     "psnr_high": self.bicubic_psnr, "verdict": Verdict.INFEASIBLE.value,
                     "cut_before_training": violations}
         result = candidate.train(config, data=self.data, budget=self.budget, seed=self.settings.seed,
-                                 device=self.settings.device,
-                                 checkpoint_callback=reporting(trial, stop=self.early_stop_rule(curve)))
+                                 device=self.settings.device, checkpoint_callback=self.early_stop_rule(curve))
         record.update(trained=True, psnr_source="proxy training", **candidate.training_record(result))
         if result.status == "failed":
             raise CandidateFailed(result.reason, {**record, "fail_reason": result.reason})
@@ -163,17 +164,17 @@ class TrialObjective:
         return [float(record[metric]) for metric in self.track.metrics]
 
 
-def reporting(trial: optuna.Trial, *, stop: Callable[[int, float], bool] | None) -> Callable[[int, float], bool]:
-    """A checkpoint callback that records the PSNR curve as the trial's intermediate values (what optuna-dashboard
-    plots), then asks `stop`. `Trial.report` refuses multi-objective studies (the tracks are), so the value goes
-    through the storage's own call for it."""
+def record_curve(trial: optuna.Trial, checkpoints: list[list[float]]) -> None:
+    """The PSNR curve of a trial that completes, as its intermediate values (what optuna-dashboard plots).
 
-    def callback(step: int, psnr: float) -> bool:
+    Only a completed trial's: Optuna's TPE scores a PRUNED trial by its last intermediate value through
+    `study.direction`, which a multi-objective study (every track) refuses, so a pruned trial keeps its curve in
+    its `psnr_curve` attribute alone. `Trial.report` refuses multi-objective studies too: the values go through the
+    storage's own call for them.
+    """
+    for step, psnr in checkpoints[1:]:
         if math.isfinite(psnr):
-            trial.storage.set_trial_intermediate_value(trial._trial_id, step, psnr)
-        return bool(stop and stop(step, psnr))
-
-    return callback
+            trial.storage.set_trial_intermediate_value(trial._trial_id, int(step), float(psnr))
 
 
 def store_weights(store: FileSystemArtifactStore, owner: optuna.Trial | optuna.Study,

@@ -151,3 +151,17 @@ def test_a_second_study_of_the_same_setting_reads_the_references_rung_runs_from_
     runs = [load(s).user_attrs for s in (first, second)]
     for name in ("imdn", "rfdn", "rlfn"):
         assert runs[0][f"rung1:reference:{name}"]["psnr"] == runs[1][f"rung1:reference:{name}"]["psnr"]
+
+
+def test_tpe_goes_on_after_pruned_trials_and_only_completed_curves_are_intermediate_values(tmp_path):
+    """TPE scores a pruned trial by its intermediate values through `study.direction`, which a multi-objective study
+    refuses: written for pruned trials, they failed every trial after TPE's 8 startup trials."""
+    settings = settings_for(tmp_path, track="runtime", trials=11)
+    run(settings, say=lambda line: None)
+    trials = load(settings).trials
+    assert not [t.number for t in trials if t.state == TrialState.FAIL]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.intermediate_values == {} and t.user_attrs["psnr_curve"] for t in pruned)
+    trained = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("trained")]
+    assert len(trained) >= 4  # the references, at least
+    assert all(t.intermediate_values == {s: p for s, p in t.user_attrs["psnr_curve"][1:]} for t in trained)
