@@ -64,6 +64,8 @@ def shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+# The re-evaluation's options, folded into promotion: refused with one line that says what replaced them.
+REPLACED_BY_PROMOTION = ("--reeval-top", "--reeval-seeds", "--reeval-budget")
 KIT_RUNTIME_HELP = ("also time as the kits' test_demo.py does: each validation LR image at its own size, batch 1, "
                     "fp32, no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
 EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
@@ -112,9 +114,14 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits) for EDITION:ID references")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false")
     p.add_argument("--early-stop-margin", type=float, default=d.early_stop_margin)
-    p.add_argument("--reeval-top", type=int, default=d.reeval_top, help="Pareto members re-trained (0: off)")
-    p.add_argument("--reeval-seeds", type=int, default=d.reeval_seeds, help="extra seeds in re-evaluation")
-    p.add_argument("--reeval-budget", type=float, default=d.reeval_budget, help="budget multiple in re-evaluation")
+    p.add_argument("--confirm-minutes", type=float, default=d.confirm_minutes, metavar="M",
+                   help="minutes this study may spend promoting its leading undecided candidates through longer "
+                        "trainings (summed over its runs: rerun with a larger M to go on; 0: no promotion)")
+    p.add_argument("--reduction-factor", type=int, default=d.reduction_factor, metavar="ETA",
+                   help="rung k trains ETA**k times the budget's steps; the top 1/ETA of a rung may move up")
+    p.add_argument("--max-rung", type=int, default=d.max_rung, help="the highest promotion rung")
+    for gone in REPLACED_BY_PROMOTION:
+        p.add_argument(gone, help=argparse.SUPPRESS)
     p.add_argument("--study-name", help="default: <track>-<space>-<budget>")
     p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:PATH)")
     p.add_argument("--results", default=d.results, help="folder of run outputs")
@@ -128,7 +135,12 @@ def run_search_command(options: argparse.Namespace) -> int:
     from search.runner import run_search
     from search.trial_loop import SearchStalled
     from search.settings import SearchSettings
-    settings = SearchSettings(**{k: v for k, v in vars(options).items()})
+    given = [flag for flag in REPLACED_BY_PROMOTION if getattr(options, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise ValueError(f"{given[0]} was replaced by promotion through longer trainings: --confirm-minutes M (its "
+                         f"time), --reduction-factor ETA and --max-rung K (the ladder); see README 'Promotion'")
+    values = {k: v for k, v in vars(options).items() if f"--{k.replace('_', '-')}" not in REPLACED_BY_PROMOTION}
+    settings = SearchSettings(**values)
     try:
         summary = run_search(settings)
     except SearchStalled as error:
@@ -364,7 +376,7 @@ def run_report_command(options: argparse.Namespace) -> int:
     study, settings = stored_settings(options)
     out = Path(options.out) if options.out else settings.run_dir
     check_output_folder(out, flag="--out")
-    finish(settings.replace(reeval_top=0, export_winner=False), say=print, study=study, out_dir=out)
+    finish(settings.replace(confirm_minutes=0.0, export_winner=False), say=print, study=study, out_dir=out)
     return 0
 
 

@@ -190,7 +190,7 @@ def workers_search(context: Context) -> dict[str, Any]:
     locks = _folder(context.work / "search_locks")
     results = context.work / "results"
     done = _run([sys.executable, "run_search.py", "--track", "runtime", "--device", "cuda", "--budget", "smoke",
-                 "--trials", "8", "--workers", "2", "--reeval-top", "0", "--no-export", "--results", str(results),
+                 "--trials", "8", "--workers", "2", "--confirm-minutes", "0", "--no-export", "--results", str(results),
                  "--study-name", "gpu-check"], timeout=300, env={"TMPDIR": str(locks)})
     lock_files = sorted(p.name for p in locks.glob("nas_sr_device_*.lock"))
     study = optuna.load_study(study_name="gpu-check",

@@ -1,6 +1,6 @@
 """Load and fault: several workers on one study, one of them killed with SIGKILL while it trains.
 
-Each scenario runs one study of `--trials` trials at the smoke budget (embedded photographs, no re-evaluation, no
+Each scenario runs one study of `--trials` trials at the smoke budget (embedded photographs, no promotion, no
 export, a measurement cache of its own so that every scenario trains its references) and, once a candidate has
 trained for `--kill-after` seconds, kills that candidate's worker with SIGKILL. The other workers must finish the
 study: every trial done once, the killed candidate run again, nothing measured twice. It records the trials
@@ -110,7 +110,7 @@ def run_scenario(scenario: Scenario, *, trials: int, budget: str, kill_after_s: 
         processes = []
         for index in range(scenario.commands):
             args = ["--budget", budget, "--trials", str(trials), "--workers", str(scenario.workers), "--study-name",
-                    STUDY, "--results", str(folder / f"results-{index}"), "--reeval-top", "0", "--no-export"]
+                    STUDY, "--results", str(folder / f"results-{index}"), "--confirm-minutes", "0", "--no-export"]
             log = open(folder / f"command-{index}.log", "w")
             processes.append(subprocess.Popen([sys.executable, str(REPO / "run_search.py"), *args,
                                                *(["--storage", url] if url else [])], cwd=REPO, env=env,

@@ -2,7 +2,7 @@
 
 Runs a short search on the runtime track (default settings, `--trials` trials, a fresh folder under
 bench/runs/overhead/) and reports, from the trials' own records:
-- trials per hour (candidates alone, and the whole command with references, reports and re-evaluation);
+- trials per hour (candidates alone, and the whole command with references, reports and promotion);
 - the share of each trained trial's wall time spent outside training and validation (complexity, latency,
   memory, storage, weights): the goal is under 10%;
 - the cost of each non-training step measured on its own (complexity, latency against IMDN);
@@ -40,7 +40,7 @@ RUNS = REPO / "bench" / "runs" / "overhead"
 
 
 def timed_search(settings: SearchSettings) -> tuple[float, float]:
-    """Run the search; return its total wall time and the time its final phase (reports, re-evaluation,
+    """Run the search; return its total wall time and the time its final phase (reports, promotion,
     plots, export) began, both in seconds from the start."""
     started = time.perf_counter()
     marks: dict[str, float] = {}
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "outside_training_share_per_trial": median_and_spread(list(outside / wall_s)),
         "outside_training_seconds_per_trial": median_and_spread(list(outside)),
         "cut_trial_seconds": median_and_spread(list(cut["duration_s"])) if len(cut) else None,
-        # The search phase: data loading, study creation, the trials; the final phase (re-evaluation, which
+        # The search phase: data loading, study creation, the trials; the final phase (promotion, which
         # trains again, reports, plots, export) is timed apart as finish_seconds.
         "outside_training_share_search_phase": float(1 - train_s.sum() / finish_at),
     }
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["step_costs"] = step_costs(device=args.device, repeats=5)
     write_result(args.name, {"settings": vars(args), "run_folder": str(folder.relative_to(REPO)), **figures})
     print(f"{len(frame)} trials ({len(trained)} trained, {len(cut)} cut before training) in {total:.0f} s "
-          f"(search {finish_at:.0f} s, reports/re-evaluation/export {total - finish_at:.0f} s)")
+          f"(search {finish_at:.0f} s, reports/promotion/export {total - finish_at:.0f} s)")
     print(f"candidates per hour: {figures['candidates_per_hour']:.0f}; whole command "
           f"{figures['trials_per_hour_whole_command']:.0f} trials/hour")
     print(f"outside training: {figures['outside_training_share']:.1%} of trained trials' wall time "

@@ -66,7 +66,7 @@ def search(*, sampler: str, seed: int, trials: int, budget: str, space: str, run
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(folder / 'studies.db').as_posix()}"
     common = dict(track="runtime", space=space, seed=seed, budget=budget, storage=storage, results=str(folder),
-                  reeval_top=0, export_winner=False)
+                  confirm_minutes=0, export_winner=False)
     names = optuna.study.get_all_study_names(storage) if (folder / "studies.db").exists() else []
     if "references" not in names or len(optuna.load_study(study_name="references", storage=storage).get_trials(
             states=(optuna.trial.TrialState.COMPLETE,))) < len(REFERENCES):

@@ -8,7 +8,12 @@ leave-one-out: each entry is predicted by a predictor fitted on all the others, 
 compared with both targets.
 
     python3 -m bench.zoo_fidelity --kit ../shared/ntire-kits
+    python3 -m bench.zoo_fidelity --kit ../shared/ntire-kits --rung 1     # 4x the steps: a promotion rung
     python3 -m bench.zoo_fidelity --kit /path/to/another/kit --out bench/results/zoo_fidelity_other.json
+
+`--rung K` trains at rung K of the promotion ladder (search.verdict.rungs: reduction_factor ** K times the steps,
+from scratch), as a search's promoted candidates and references are; `--only` limits the entries measured (with
+`--no-train`, the entries the cache holds at that rung are scored and the others listed as not measured).
 
 Measurements are cached per entry (keyed by budget, data, seed, device and torch version) in
 `search.verdict.measurement_cache`, so a second run, or a search with `--calibrate-with`, retrains nothing.
@@ -34,6 +39,7 @@ from editions import get_edition
 from search.verdict import fidelity, known_quality
 from search.verdict.calibration import DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict, fit_predictor
 from search.verdict.measurement_cache import MeasurementCache, measure_architecture
+from search.verdict.rungs import DEFAULT_REDUCTION_FACTOR, Ladder
 from spaces import ModelFileError, build_model, get_reference, read_kit
 from spaces.official_weights import OFFICIAL, load_official
 
@@ -48,11 +54,12 @@ SKIP_MARGIN_DB = 1.0  # an untrained network within this of bicubic adds an upsc
 
 
 def measure_kit(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, cache: MeasurementCache,
-                editions: tuple[int, ...], train: bool) -> list[dict[str, Any]]:
-    """Measure every trainable entry of the kit (cached); entries that cannot be built are listed with why."""
+                editions: tuple[int, ...], train: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """Measure every trainable entry of the kit (cached); entries that cannot be built are listed with why.
+    `only`: the entries to measure (None: all)."""
     rows = []
     for entry in read_kit(kit_dir):
-        if entry.edition not in editions:
+        if entry.edition not in editions or (only is not None and entry.name not in only):
             continue
         row: dict[str, Any] = {"entry": entry.name, "edition": entry.edition, "team": entry.team,
                                "published": entry.published.get("val_psnr"), "data_range": entry.model.data_range}
@@ -69,10 +76,12 @@ def measure_kit(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, s
 
 
 def measure_zoo(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, cache: MeasurementCache,
-                train: bool) -> list[dict[str, Any]]:
+                train: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
     """The search's references as the search trains them, with their official weights' PSNR (from the kit)."""
     rows = []
     for name in ZOO:
+        if only is not None and name not in only:
+            continue
         config = get_reference(name)
         row: dict[str, Any] = {"entry": name, "team": f"zoo {name}", "published": get_edition(2022).published_psnr(name),
                                "data_range": config.input_scale}
@@ -87,6 +96,15 @@ def measure_zoo(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, s
         print(_line(row), flush=True)
         rows.append(row)
     return rows
+
+
+def twins_not_measured(zoo: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The zoo's references standing for their kit twins (the same network, the kit's official weights as target)
+    where the twin entry itself was not measured: at a promotion rung, the cheap way to the kit's big networks."""
+    measured = {row["entry"] for row in rows}
+    return [{**row, "entry": row["twin"], "edition": 2022, "team": f"{row['team']} (for {row['twin']})"}
+            for row in zoo if "skipped" not in row and row.get("twin") and row["twin"] not in measured
+            and row.get("official_psnr") is not None and row.get("published") is not None]
 
 
 def structure(model: nn.Module) -> dict[str, Any]:
@@ -150,16 +168,27 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def ship(rows: list[dict[str, Any]], zoo: list[dict[str, Any]], points: list[CalibrationPoint], *,
-         data: SRDataset, budget: train_proxy.Budget, seed: int, path: Path) -> None:
-    """Write the figures a search of this setting calibrates with (search/verdict/calibration_points.json)."""
+         data: SRDataset, budget: train_proxy.Budget, seed: int, rung: int, path: Path) -> None:
+    """Write the figures a search of this setting calibrates with (search/verdict/calibration_points.json): this
+    setting's entry replaces the one of the same setting, the other rungs' entries stay."""
+    shipped = json.loads(path.read_text()) if path.is_file() else {}
+    setting = known_quality.setting_key(data=data, budget=budget, seed=seed, device="cpu")
+    measured = [r for r in zoo if "skipped" not in r]
+    entry = {"rung": rung, "setting": setting,
+             "points": [{"name": p.name, "edition": p.edition, "curve": [list(c) for c in p.run.curve],
+                         "params": p.run.params, "activations_m": p.run.activations_m, "target": p.target,
+                         "published": p.published} for p in points],
+             "reference_runs": {r["entry"]: {"psnr": r["proxy_psnr"], "psnr_curve": r["curve"], "params": r["params"],
+                                             "activations_m": r.get("activations_m"),
+                                             "train_wall_seconds": r["train_seconds"]} for r in measured}}
     payload = {"about": "Measured by python3 -m bench.zoo_fidelity --ship: proxy curves of kit entries (this "
-                        "toolkit's trainer, from scratch) and official weights' PSNR on the validation images.",
-               "setting": known_quality.setting_key(data=data, budget=budget, seed=seed, device="cpu"),
+                        "toolkit's trainer, from scratch) and official weights' PSNR on the validation images; one "
+                        "entry of 'settings' per rung of the promotion ladder measured; reference_runs: the "
+                        "references' proxy runs there (a search reads them instead of training them again).",
                "valid": data.to_dict()["valid_names"],
-               "references": {r["entry"]: r["official_psnr"] for r in zoo if "skipped" not in r},
-               "points": [{"name": p.name, "edition": p.edition, "curve": [list(c) for c in p.run.curve],
-                           "params": p.run.params, "activations_m": p.run.activations_m, "target": p.target,
-                           "published": p.published} for p in points]}
+               "references": {**shipped.get("references", {}), **{r["entry"]: r["official_psnr"] for r in measured}},
+               "settings": sorted([e for e in shipped.get("settings", []) if e["setting"] != setting] + [entry],
+                                  key=lambda e: e["rung"])}
     path.write_text(json.dumps(payload, indent=1) + "\n")
 
 
@@ -176,23 +205,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="score only what the cache holds (no training)")
     parser.add_argument("--ship", action="store_true", help="write search/verdict/calibration_points.json from these figures")
+    parser.add_argument("--rung", type=int, default=0, help="train at this rung of the promotion ladder")
+    parser.add_argument("--reduction-factor", type=int, default=DEFAULT_REDUCTION_FACTOR)
+    parser.add_argument("--only", help="comma-separated entries (edition:id or a zoo name) to measure, the rest left out")
     options = parser.parse_args(argv)
     if options.out is not None and options.out.is_dir():
         print(f"error: --out {options.out} is a folder; give the results file, e.g. {options.out / 'zoo_fidelity.json'}",
               file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    budget = train_proxy.get_budget(options.budget)
+    ladder = Ladder(train_proxy.get_budget(options.budget), reduction_factor=options.reduction_factor,
+                    max_rung=max(options.rung, 0))
+    budget = ladder.budget(options.rung)
+    only = set(options.only.split(",")) if options.only else None
     cache = MeasurementCache.default()
     data = load_dataset(None)
     bicubic = train_proxy.bicubic_baseline_psnr(data)
     editions = tuple(int(e) for e in options.editions.split(","))
     rows = measure_kit(options.kit, data=data, budget=budget, seed=options.seed, cache=cache, editions=editions,
-                       train=options.train)
-    zoo = measure_zoo(options.kit, data=data, budget=budget, seed=options.seed, cache=cache, train=options.train)
-    points = fidelity.calibration_points(rows, bicubic_psnr=bicubic)
-    results = fidelity.leave_one_out(points, floor=options.floor, features=options.features)
+                       train=options.train, only=only)
+    zoo = measure_zoo(options.kit, data=data, budget=budget, seed=options.seed, cache=cache, train=options.train,
+                      only=only)
     scored = [r for r in rows if fidelity.usable(r, bicubic_psnr=bicubic)]
+    scored += twins_not_measured(zoo, scored)
+    points = fidelity.calibration_points(scored, bicubic_psnr=bicubic)
+    results = fidelity.leave_one_out(points, floor=options.floor, features=options.features)
     summary = {
         "bicubic_psnr": bicubic, "features": options.features, "floor": options.floor,
         "trained": len(scored),
@@ -206,14 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         "nested_choice": fidelity.nested_feature_choice(points, floor=options.floor),
         "zoo": judge_zoo(zoo, points, floor=options.floor, features=options.features),
         "proxy_alone": fidelity.rank_only(points),
+        "extrapolation": fidelity.extrapolation(points, results, features=options.features),
     }
     print(fidelity.format_summary(summary))
-    out = write_json(options.out or result_path("zoo_fidelity"),
-                     {"kit": str(options.kit), "budget": budget.to_dict(), "seed": options.seed, "rows": rows,
-                      "zoo_rows": zoo, "predictions": results, "summary": summary})
+    out = write_json(options.out or result_path("zoo_fidelity" if options.rung == 0 else f"zoo_fidelity_rung{options.rung}"),
+                     {"kit": str(options.kit), "rung": options.rung, "budget": budget.to_dict(), "seed": options.seed,
+                      "rows": rows, "zoo_rows": zoo, "predictions": results, "summary": summary})
     print(f"wrote {out}")
     if options.ship:
-        ship(rows, zoo, points, data=data, budget=budget, seed=options.seed, path=known_quality.SHIPPED)
+        ship(rows, zoo, points, data=data, budget=budget, seed=options.seed, rung=options.rung,
+             path=known_quality.SHIPPED)
         print(f"wrote {known_quality.SHIPPED}")
     return 0
 

@@ -77,6 +77,8 @@ class TrialObjective:
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])  # the log shows none
             raise
         _store(trial, record)
+        if record.get("trained") and record.get("psnr_curve"):
+            record_curve(trial, record["psnr_curve"])
         return self.finish(trial, record)
 
     def reference_record(self, trial: optuna.Trial, name: str) -> dict[str, Any]:
@@ -137,16 +139,16 @@ class TrialObjective:
         weakest = min(meeting, key=lambda n: records[n]["psnr"]) if meeting else None
         return predictor, records[weakest]["psnr_curve"] if weakest else None
 
-    def fit(self, records: dict[str, dict[str, Any]], *, known: bool = True) -> PsnrPredictor:
-        """The predictor on the references measured in this study (their proxy runs as `records` hold them)
-        and, with `known`, the known points of this setting."""
+    def fit(self, records: dict[str, dict[str, Any]], *, points: list[CalibrationPoint] | None = None) -> PsnrPredictor:
+        """The predictor on the references measured in this study (their proxy runs as `records` hold them) and
+        the known points of the same budget (`points`; default: those of the search's own budget)."""
         published = {n: self.edition.published_psnr(n) for n in self.edition.calibration_references}
         targets, source = known_quality.reference_targets(data=self.data, published=published,
                                                           validation=self.edition.validation)
         calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
-        points = known_quality.reference_points(calibrating, targets, published, source=source)
-        points += self.known_points if known else []
-        return fit_predictor(points, floor=self.settings.floor, features=self.settings.predictor)
+        known = self.known_points if points is None else points
+        return fit_predictor(known_quality.reference_points(calibrating, targets, published, source=source) + known,
+                             floor=self.settings.floor, features=self.settings.predictor)
 
     def early_stop_rule(self, curve: list[list[float]] | None):
         """Stop a candidate whose PSNR at a checkpoint falls `early_stop_margin` dB under the curve of the
@@ -164,17 +166,37 @@ class TrialObjective:
         return stop
 
     def store_weights(self, trial: optuna.Trial, state_dict: dict[str, torch.Tensor]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}.pth"
-            torch.save(state_dict, path)
-            trial.set_user_attr("weights_artifact", upload_artifact(
-                artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial))
+        trial.set_user_attr("weights_artifact", store_weights(self.artifacts, trial, state_dict,
+                                                              name=f"trial-{trial.number}"))
 
     # Values and constraints --------------------------------------------------------------------
     def finish(self, trial: optuna.Trial, record: dict[str, Any]) -> list[float]:
         for name, value in constraint_values(self.track.constraints, record, limits=self.limits).items():
             trial.set_constraint(name, value)
         return [float(record[metric]) for metric in self.track.metrics]
+
+
+def record_curve(trial: optuna.Trial, checkpoints: list[list[float]]) -> None:
+    """The PSNR curve of a trial that completes, as its intermediate values (what optuna-dashboard plots).
+
+    Only a completed trial's: Optuna's TPE scores a PRUNED trial by its last intermediate value through
+    `study.direction`, which a multi-objective study (every track) refuses, so a pruned trial keeps its curve in
+    its `psnr_curve` attribute alone. `Trial.report` refuses multi-objective studies too: the values go through the
+    storage's own call for them.
+    """
+    for step, psnr in checkpoints[1:]:
+        if math.isfinite(psnr):
+            trial.storage.set_trial_intermediate_value(trial._trial_id, int(step), float(psnr))
+
+
+def store_weights(store: FileSystemArtifactStore, owner: optuna.Trial | optuna.Study,
+                  state_dict: dict[str, torch.Tensor], *, name: str) -> str:
+    """Save `state_dict` as an artifact of `owner` (a running trial, or the study for a finished trial's rung
+    runs); returns the artifact id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.pth"
+        torch.save(state_dict, path)
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=owner)
 
 
 class CandidateFailed(RuntimeError):

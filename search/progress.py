@@ -7,12 +7,13 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import reference_records
+from search.records import PROMOTION_SECONDS
 from search.settings import SearchSettings
 from search.tracks import get_track
+from search.verdict.calibration import Verdict
 
 Printer = Callable[[str], None]
-# Seconds that the reports, plots and export (ONNX included) take after the trials and the re-evaluation:
+# Seconds that the reports, plots and export (ONNX included) take after the trials and the promotion:
 # about 15 s on the default run on 2 CPU cores.
 REPORT_AND_EXPORT_S = 15.0
 
@@ -28,6 +29,7 @@ def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: Searc
     if trial.state == TrialState.COMPLETE and trial.constraints:
         kept = all(v <= 0 for v in trial.constraints.values())  # the PSNR verdict says feasible or uncertain
         state = attrs.get("verdict", "feasible") if kept else "infeasible"
+        state = "outside" if state == Verdict.OUTSIDE.value else state  # "outside calibration" in the tables
     notes = []
     if attrs.get("duplicate_of") is not None:
         notes.append(f"same as #{attrs['duplicate_of']}")
@@ -47,13 +49,10 @@ def progress_line(trial: FrozenTrial, *, done: int, target: int, settings: Searc
 
 
 def tail_seconds(settings: SearchSettings, study: optuna.Study) -> float:
-    """Seconds that follow the trials: the re-evaluation (each reference and each re-evaluated member trained
-    `reeval_seeds` more times at `reeval_budget` x the budget, timed like the references' training in this study),
-    the reports and the export."""
-    trainings = (len(settings.rules.references) + settings.reeval_top) * settings.reeval_seeds if settings.reeval_top else 0
-    times = [record["train_seconds"] for record in reference_records(study).values() if "train_seconds" in record]
-    training_s = sum(times) / len(times) if times else 0.0
-    return trainings * settings.reeval_budget * training_s + REPORT_AND_EXPORT_S
+    """Seconds that follow the trials, at most: the promotion budget this study has left, the reports and the
+    export."""
+    left = max(0.0, settings.confirm_minutes * 60.0 - float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)))
+    return left + REPORT_AND_EXPORT_S
 
 
 def best_feasible(study: optuna.Study, settings: SearchSettings) -> str:

@@ -3,7 +3,9 @@ candidates, the reports and plots, the export. Each step is its package's; this 
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +17,14 @@ import torch
 
 import train_proxy
 from data import load_dataset
+from editions import Edition
 from evaluators.device import resolve_device
 from evaluators.latency import resolve_dtype
 from search import candidate
-from search.export.trials import export_trials
-from search.objective import budget_of, make_objective, measure_reference, reference_training
+from search.export.trials import export_name, export_trials
+from search.objective import TrialObjective, budget_of, make_objective, measure_reference, reference_training
 from search.progress import Printer
-from search.reevaluate import reevaluate
+from search.promotion import next_rung_minutes, promote
 from search.report.html import write_report
 from search.report.plots import write_plots
 from search.report.tables import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
@@ -29,10 +32,12 @@ from search.settings import SearchSettings
 from search.study import (check_writable_storage, done_trials, make_storage, open_study, prepare_storage_folder,
                           study_space)
 from search.trial_loop import optimize
-from search.tracks import get_track
+from search.tracks import Track, get_track
+from search.records import PROMOTION_SECONDS, rung_calibrations
 from search.verdict.calibration import PsnrPredictor, Verdict
+from search.verdict.rungs import Ladder
 from search.workers import run_workers
-from spaces import Architecture, build_model, check_x4, get_space, read_kit
+from spaces import Architecture, ArchConfig, build_model, check_x4, get_space, read_kit
 from spaces.resolve import ModelOptions, resolve_architecture
 
 
@@ -87,7 +92,7 @@ def run_search(settings: SearchSettings, *, say: Printer = print) -> RunSummary:
         try:
             measure_extra_references(settings, study, extra, data=data, say=say)
         except ReferenceFailed:
-            finish(settings.replace(reeval_top=0, export_winner=False), say=say)  # the trials are reported all the same
+            finish(settings.replace(confirm_minutes=0.0, export_winner=False), say=say)  # the trials are reported
             raise
         return finish(settings, say=say)
     except KeyboardInterrupt:
@@ -116,7 +121,7 @@ class ReferenceFailed(ValueError):
 
 
 def train_extra_references(settings: SearchSettings, extra: dict[str, Architecture], *, data: Any,
-                           budget: train_proxy.Budget) -> None:
+                           budget: Any) -> None:
     """Proxy-train each --reference before any study or candidate (or find its training in the measurement cache):
     one that cannot be trained is refused first, not after the search, and its measurement after the trials
     reads the cache."""
@@ -166,46 +171,51 @@ def check_output_folder(folder: Path, *, flag: str = "--results") -> None:
 
 def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None = None,
            out_dir: Path | None = None) -> RunSummary:
-    """Reports, plots, re-evaluation and export, from what the storage holds; the report's path is said last.
+    """Promotion of the leading candidates (while `confirm_minutes` allows), reports, plots and export, from what
+    the storage holds; the winner with its rung and verdict, and the report's path, are said last.
 
-    `study`: the study as already opened (`report` opens it read-only), else it is loaded from the storage;
-    `out_dir`: where the reports go (default: the run folder, where the export always goes).
+    `study`: the study as already opened (`report` opens it read-only, with `confirm_minutes` 0), else it is
+    loaded from the storage; `out_dir`: where the reports go (default: the run folder, where the export goes).
     """
     edition = settings.rules
     track = get_track(settings.track, edition)
     if study is None:
         study = optuna.load_study(study_name=settings.name, storage=make_storage(settings.storage_url))
     out_dir = out_dir or settings.run_dir
-    frame = trials_frame(study, track)
-    references = references_frame(study)
-    board = leaderboard(frame, references, track, edition=edition)
+    frame, references, board = read_study(study, track=track, edition=edition)
+    objective = outcome = None
+    if settings.confirm_minutes > 0 and (board["name"] == "trial").any():
+        objective = make_objective(settings, study)
+        say(f"\npromotion: the leading undecided candidate climbs rungs of {settings.reduction_factor}x the steps "
+            f"(rungs 0..{settings.max_rung}), {settings.confirm_minutes:g} min at most in this study:")
+        outcome = promote(study, objective=objective, board=board, say=say)
+        say(f"  stopped: {outcome.stopped}")
+        frame, references, board = read_study(study, track=track, edition=edition)
     files = write_tables(frame, board, track=track, out_dir=out_dir)
     say(f"\n{track.name} track: {int(frame['feasible'].sum())} feasible of {len(frame)} trials; leaderboard "
-        f"({edition.name} score: {edition.ranking.describe()}; references beside the trials):")
+        f"({edition.name} score: {edition.ranking.describe()}; references beside the trials; verdicts at each "
+        f"trial's highest rung):")
     say(format_leaderboard(board))
-    reeval = reevaluate_front(settings, study, frame=frame, board=board, say=say)
-    reeval_csv = out_dir / "reevaluation.csv"
-    if not reeval.empty and settings.reeval_top:
-        reeval.to_csv(reeval_csv, index=False)
-        files.append(reeval_csv)
-    calibration = study.user_attrs.get("reevaluation_calibration" if not reeval.empty else "calibration")
-    predictor = PsnrPredictor.from_dict(calibration) if calibration else None
-    if predictor is not None:
+    ladder = Ladder(budget_of(settings), reduction_factor=settings.reduction_factor, max_rung=settings.max_rung)
+    reached = frame.loc[(frame["reference"] == "") & frame["trained"].eq(True), "rung"]
+    counts = {rung: int((reached >= rung).sum()) for rung in ladder.rungs if (reached >= rung).any()}
+    say("\nladder (candidates that reached each rung):\n" + ladder.table(reached=counts))
+    predictors = {rung: PsnrPredictor.from_dict(stored) for rung, stored in rung_calibrations(study).items()}
+    if predictors:
         files += write_plots(trials=frame, references=references, track=track,
                              limits=candidate.edition_limits(edition, floor=settings.floor), baseline=edition.baseline,
                              out_dir=out_dir, title=f"{settings.name}: {track.name} track ({edition.name})")
-        say(f"\nPSNR predictor: {predictor.describe()}; floor {predictor.floor:.2f} dB: feasible when the whole 80% "
-            f"interval clears it, infeasible when it is all under, uncertain otherwise")
-    winner, verdict = choose_winner(board, reeval)
+        for rung, predictor in predictors.items():
+            say(f"\nPSNR predictor, rung {rung}: {predictor.describe()}")
+        say(f"floor {settings.floor:.2f} dB: feasible when the whole 80% interval clears it, infeasible when it is all "
+            f"under, uncertain otherwise; outside calibration when the run lies beyond the calibration points' span")
+    winner, verdict = choose_winner(board)
     refused = None
     if winner is None:
         say("no sampled architecture is feasible or uncertain yet: nothing to export")
     else:
-        row = _winner_row(board, reeval, winner)
-        say(f"winner: trial #{winner}, {verdict}: predicted {row['psnr_predicted']:.2f} dB "
-            f"[{row['psnr_low']:.2f}, {row['psnr_high']:.2f}] (80% interval), floor {settings.floor:.2f} dB"
-            + (" -- its interval straddles the floor: train it longer before relying on it"
-               if verdict == Verdict.UNCERTAIN.value else ""))
+        say(winner_lines(settings, study, frame=frame, winner=winner, verdict=verdict, ladder=ladder,
+                         objective=objective))
         if settings.export_winner:
             try:
                 files += export_trials(study, frame, [winner], out_dir=settings.run_dir / "export",
@@ -214,7 +224,7 @@ def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None
             except FileExistsError as error:  # an export folder that holds something else: the report all the same
                 refused = error
     report = write_report(study=study, settings=settings, budget=budget_of(settings), track=track, frame=frame,
-                          board=board, reeval=reeval, predictor=predictor, winner=winner,
+                          board=board, predictors=predictors, winner=winner, ladder=ladder,
                           out=out_dir / "report.html")
     say(f"\nreport: {report}")
     if refused is not None:
@@ -222,52 +232,78 @@ def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None
     return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, [*files, report])
 
 
-def reevaluate_front(settings: SearchSettings, study: optuna.Study, *, frame: pd.DataFrame, board: pd.DataFrame,
-                     say: Printer) -> pd.DataFrame:
-    """The re-evaluation table: computed (stored samples are read back, not trained again) when `reeval_top`
-    asks for one, else the one a previous run of this study wrote, if any. Its header is printed only above
-    something: a training, or the table."""
-    stored = settings.run_dir / "reevaluation.csv"
-    if not (settings.reeval_top and settings.reeval_seeds):
-        return pd.read_csv(stored) if stored.is_file() else pd.DataFrame()
-    if board.empty:
-        return pd.DataFrame()
-    header = [f"\nre-evaluating the {settings.reeval_top} best-ranked trials and the references with "
-              f"{settings.reeval_seeds} more seed(s) at {settings.reeval_budget:g}x the budget:"]
-
-    def progress(line: str) -> None:
-        while header:
-            say(header.pop())
-        say(line)
-
-    reeval = reevaluate(study, objective=make_objective(settings, study), frame=frame,
-                        track=get_track(settings.track, settings.rules), board=board, progress=progress)
-    if reeval.empty:
-        say("\nre-evaluation: nothing to re-evaluate (no sampled trial is feasible or uncertain)")
-    else:
-        progress(reeval[["name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_predicted", "psnr_low",
-                         "psnr_high", "verdict", "psnr_tie_with_best"]].to_string(index=False,
-                                                                                 float_format=lambda v: f"{v:.3f}"))
-    return reeval
+def read_study(study: optuna.Study, *, track: Track, edition: Edition) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                              pd.DataFrame]:
+    """(trials, references, leaderboard) as the storage holds them now."""
+    frame = trials_frame(study, track)
+    references = references_frame(study)
+    return frame, references, leaderboard(frame, references, track, edition=edition)
 
 
-def choose_winner(board: pd.DataFrame, reeval: pd.DataFrame) -> tuple[int | None, str | None]:
-    """(trial number, verdict) of the best-ranked sampled trial whose verdict is feasible, else of the best-ranked
-    uncertain one; a re-evaluated trial is judged by its re-evaluated verdict."""
+def choose_winner(board: pd.DataFrame) -> tuple[int | None, str | None]:
+    """(trial number, verdict) of the best-ranked sampled trial whose verdict (at its highest rung) is feasible,
+    else of the best-ranked uncertain one, else of the best-ranked one outside the calibration span."""
     trials = board[board["name"] == "trial"] if not board.empty else board
-    if trials.empty:
-        return None, None
-    verdicts = trials.set_index("number")["verdict"].to_dict()
-    if not reeval.empty:
-        verdicts.update(reeval[reeval["name"] == "trial"].set_index("number")["verdict"].to_dict())
-    for wanted in (Verdict.FEASIBLE.value, Verdict.UNCERTAIN.value):
-        for number in trials["number"]:
-            if verdicts.get(number) == wanted:
-                return int(number), wanted
+    for wanted in (Verdict.FEASIBLE.value, Verdict.UNCERTAIN.value, Verdict.OUTSIDE.value):
+        chosen = trials[trials["verdict"] == wanted]
+        if not chosen.empty:
+            return int(chosen["number"].iloc[0]), wanted
     return None, None
 
 
-def _winner_row(board: pd.DataFrame, reeval: pd.DataFrame, number: int) -> pd.Series:
-    """The winner's predicted PSNR and interval: re-evaluated when it was, else the search's."""
-    source = reeval if not reeval.empty and number in set(reeval["number"]) else board
-    return source.loc[source["number"] == number].iloc[0]
+def winner_lines(settings: SearchSettings, study: optuna.Study, *, frame: pd.DataFrame, winner: int, verdict: str,
+                 ladder: Ladder, objective: TrialObjective | None) -> str:
+    """The winner, its rung, its verdict with its interval; undecided, what the next rung costs and the command."""
+    row = frame.loc[frame["number"] == winner].iloc[0]
+    rung, config = int(row["rung"]), ArchConfig.from_json(row["config"])
+    lines = [f"winner: trial #{winner} ({row['label']}), rung {rung} ({ladder.budget(rung).iterations} steps), "
+             f"{verdict}: predicted {row['psnr_predicted']:.2f} dB [{row['psnr_low']:.2f}, {row['psnr_high']:.2f}] "
+             f"(80% interval), floor {settings.floor:.2f} dB" + (f"; {row['verdicts']}" if rung else "")]
+    if verdict == Verdict.FEASIBLE.value:
+        return "\n".join(lines)
+    if rung >= ladder.max_rung:
+        lines.append(f"  still {verdict} at the top rung: raise --max-rung, or train it fully and measure it "
+                     f"(python train_proxy.py --arch "
+                     f"{settings.run_dir / 'export' / export_name(winner, config=config, rung=rung)}.json --budget full "
+                     f"--data DIV2K)")
+        return "\n".join(lines)
+    step = next_rung_minutes(study, objective=objective, number=winner) if objective is not None else None
+    spent = float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)) / 60.0
+    if step is None:
+        lines.append(f"  not decided: promote it with a promotion budget: "
+                     f"{rerun_command(settings, confirm_minutes=max(spent, settings.confirm_minutes) + 10)}")
+    else:
+        minutes = math.ceil(spent + step.minutes * 1.25 + 1)
+        lines.append(f"  not decided: rung {step.rung} ({ladder.budget(step.rung).iterations} steps) would take about "
+                     f"{step.minutes:.1f} min on this machine; to run it (the study resumes, nothing is trained "
+                     f"again): {rerun_command(settings, confirm_minutes=minutes)}")
+    return "\n".join(lines)
+
+
+def rerun_command(settings: SearchSettings, *, confirm_minutes: float) -> str:
+    """The command that resumes this study with another promotion budget (every setting that differs from the
+    default is spelt out, so the study is found and matches)."""
+    default = SearchSettings(edition=settings.edition)
+    words = ["python", "run_search.py"]
+    for name in RERUN_OPTIONS:
+        value = getattr(settings, name)
+        if value is None or value == getattr(default, name) or (
+                name == "storage" and value == settings.replace(storage=None).storage_url):
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            words.append(NEGATED[name])
+        elif name == "extra_references":
+            words += [word for spec in value for word in ("--reference", spec)]
+        elif name == "latency_input":
+            words += [flag, "x".join(map(str, value))]
+        else:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join([*words, "--confirm-minutes", f"{confirm_minutes:g}"])
+
+
+RERUN_OPTIONS = ("track", "edition", "space", "sampler", "seed", "trials", "budget", "iterations", "batch_size", "patch",
+                 "lr", "data", "valid_limit", "device", "latency_input", "dtype", "floor", "predictor",
+                 "calibrate_with", "extra_references", "kit", "early_stop", "early_stop_margin", "reduction_factor",
+                 "max_rung", "study_name", "storage", "results", "workers", "export_winner")
+NEGATED = {"early_stop": "--no-early-stop", "export_winner": "--no-export"}

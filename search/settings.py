@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from editions import DEFAULT_EDITION, Edition, get_edition
+from search.verdict.rungs import DEFAULT_MAX_RUNG, DEFAULT_REDUCTION_FACTOR, Ladder
+from train_proxy import get_budget
 from search.verdict.calibration import DEFAULT_FEATURES, FEATURE_SETS
 from search.tracks import get_track
 from spaces import get_space
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+# Promotion time of the default run: with the search's ~9 minutes on 2 CPU cores, the whole run stays within 20.
+DEFAULT_CONFIRM_MINUTES = 8.0
 
 # Settings that the reference measurements depend on: a resumed study must keep them.
 STUDY_DEFINING = ("edition", "track", "space", "budget", "iterations", "batch_size", "patch", "lr", "seed", "data",
-                  "device", "latency_input", "dtype", "predictor", "calibrate_with", "floor", "valid_limit")
+                  "device", "latency_input", "dtype", "predictor", "calibrate_with", "floor", "valid_limit",
+                  "reduction_factor")
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,9 @@ class SearchSettings:
     kit: str | None = None  # a kit folder for EDITION:ID extra references
     early_stop: bool = True
     early_stop_margin: float = 1.0
-    reeval_top: int = 2
-    reeval_seeds: int = 1
-    reeval_budget: float = 1.0
+    reduction_factor: int = DEFAULT_REDUCTION_FACTOR  # rung k trains reduction_factor ** k times the budget's steps
+    max_rung: int = DEFAULT_MAX_RUNG
+    confirm_minutes: float = DEFAULT_CONFIRM_MINUTES  # promotion time a study may spend, summed over its runs
     study_name: str | None = None
     storage: str | None = None  # an Optuna storage URL; None: SQLite under results/<study>/
     results: str = "results"
@@ -74,11 +80,10 @@ class SearchSettings:
         for name in ("iterations", "batch_size", "patch", "lr", "timeout", "valid_limit"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        for name in ("reeval_top", "reeval_seeds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        if self.reeval_budget <= 0:
-            raise ValueError(f"--reeval-budget must be a positive multiple of the budget, got {self.reeval_budget}")
+        if isinstance(self.confirm_minutes, bool) or not isinstance(self.confirm_minutes, (int, float)) \
+                or not 0 <= self.confirm_minutes < math.inf:
+            raise ValueError(f"--confirm-minutes must be 0 (no promotion) or more, got {self.confirm_minutes!r}")
+        Ladder(get_budget(self.budget), reduction_factor=self.reduction_factor, max_rung=self.max_rung)
         if self.early_stop_margin <= 0:
             raise ValueError(f"--early-stop-margin must be positive, got {self.early_stop_margin}")
         if self.valid_limit is not None and self.data is None:

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from editions import DEFAULT_EDITION
 from search.settings import SearchSettings
 from search.tracks import get_track
+from search.verdict.rungs import DEFAULT_REDUCTION_FACTOR
 from spaces import SearchSpace, get_space, reference_params
 
 HEARTBEAT_INTERVAL_S = 20
@@ -187,7 +188,8 @@ def open_study(settings: SearchSettings, *, storage: optuna.storages.BaseStorage
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=make_sampler(settings))
         stored = _wait_until_ready(study)
         if stored is not None:
-            stored = {"edition": DEFAULT_EDITION, **stored}  # studies made before editions were 2022's
+            # studies made before editions were 2022's; before promotion rungs, the ladder is the default one
+            stored = {"edition": DEFAULT_EDITION, "reduction_factor": DEFAULT_REDUCTION_FACTOR, **stored}
         study.sampler = make_sampler(settings, seed=joining_seed(study, seed=settings.seed, stream=stream))
     if stored is None:  # created here, or its creator died before marking it ready
         enqueue_references(study, settings)

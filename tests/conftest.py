@@ -63,7 +63,7 @@ def tiny_div2k(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Arguments that keep a test search short: smoke training, small latency input, no re-evaluation, no export.
-FAST_SEARCH = ("--budget", "smoke", "--latency-input", "3x24x36", "--reeval-top", "0", "--no-export")
+FAST_SEARCH = ("--budget", "smoke", "--latency-input", "3x24x36", "--confirm-minutes", "0", "--no-export")
 STUDY = "reliability"
 
 
@@ -83,7 +83,7 @@ def search_settings(tiny_div2k: Path):
     from search.settings import SearchSettings
 
     def settings(results: Path, **changes) -> SearchSettings:
-        values = dict(budget="smoke", latency_input=(3, 24, 36), reeval_top=0, export_winner=False,
+        values = dict(budget="smoke", latency_input=(3, 24, 36), confirm_minutes=0, export_winner=False,
                       data=str(tiny_div2k), results=str(results), study_name=STUDY)
         return SearchSettings(**{**values, **changes})
 

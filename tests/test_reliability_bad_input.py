@@ -43,7 +43,8 @@ def test_unknown_names(capsys, results, tiny_div2k, flag, value, fragment):
 
 @pytest.mark.parametrize("flag, value", [
     ("--trials", "0"), ("--trials", "-4"), ("--workers", "0"), ("--iterations", "0"), ("--batch-size", "-1"),
-    ("--patch", "0"), ("--lr", "0"), ("--timeout", "-1"), ("--reeval-budget", "0"), ("--reeval-top", "-1"),
+    ("--patch", "0"), ("--lr", "0"), ("--timeout", "-1"), ("--confirm-minutes", "-1"), ("--reduction-factor", "1"),
+    ("--max-rung", "-1"),
 ])
 def test_non_positive_counts_and_budget_values(capsys, results, tiny_div2k, flag, value):
     code, err = run_main(capsys, *search_args(results, tiny_div2k, flag, value))

@@ -30,7 +30,7 @@ RLFN_TRIAL = "2"  # the session's study of references: imdn, rfdn, rlfn, span
 
 
 def fast_search(results: Path, data: Path, *extra: str) -> list[str]:
-    return ["--budget", "smoke", "--latency-input", "3x24x36", "--reeval-top", "0", "--no-export",
+    return ["--budget", "smoke", "--latency-input", "3x24x36", "--confirm-minutes", "0", "--no-export",
             "--results", str(results), "--data", str(data), *extra]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import run_search
 from search.runner import run_search as run
+from search.verdict.calibration import Verdict
 
 MODEL_FILE = '''
 import torch
@@ -45,7 +46,7 @@ def test_an_extra_reference_is_measured_ranked_and_drawn_beside_the_trials(tmp_p
     board = pd.read_csv(settings.run_dir / "leaderboard_runtime.csv")
     mine = board[board["name"] == "mine:Mine"]
     assert len(mine) == 1 and mine["params"].iloc[0] == 3 * 8 * 9 + 8 + 8 * 48 * 9 + 48
-    assert mine["verdict"].iloc[0] in ("feasible", "uncertain", "infeasible") and mine["number"].iloc[0] == -1
+    assert mine["verdict"].iloc[0] in [v.value for v in Verdict] and mine["number"].iloc[0] == -1
     assert any(line.startswith("  extra reference mine:Mine: latency") for line in lines)
     assert "mine:Mine" in (settings.run_dir / "report.html").read_text()
     # A rerun measures nothing again.

@@ -10,7 +10,7 @@ import pytest
 
 SEARCH = Path(__file__).resolve().parents[1] / "search"
 LOOP = {f"search.{name}" for name in ("study", "objective", "trial_gate", "trial_loop", "workers", "progress",
-                                       "reevaluate", "runner")}
+                                       "promotion", "runner")}
 
 
 def imports_of(path: Path) -> set[str]:

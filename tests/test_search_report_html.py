@@ -23,6 +23,7 @@ from search.verdict.calibration import CalibrationPoint, ProxyRun, fit_predictor
 from search.report.tables import leaderboard, references_frame, trials_frame
 from search.report.html import write_report
 from search.settings import SearchSettings
+from search.verdict.rungs import Ladder
 from search.tracks import TRACKS
 from spaces import ArchConfig, get_reference
 from train_proxy import get_budget
@@ -86,19 +87,19 @@ def _report(tmp_path: Path) -> Path:
         (run_dir / name).write_text("x\n")
     winner = int(board.loc[board["name"] == "trial", "number"].iloc[0])
     return write_report(study=study, settings=settings, budget=get_budget("smoke"), track=RUNTIME, frame=frame,
-                        board=board, reeval=pd.DataFrame(), predictor=PREDICTOR, winner=winner,
-                        out=run_dir / "report.html")
+                        board=board, predictors={0: PREDICTOR}, winner=winner,
+                        ladder=Ladder(get_budget("smoke")), out=run_dir / "report.html")
 
 
 def test_the_report_is_one_offline_page_with_every_section(tmp_path):
     text = _report(tmp_path).read_text()
-    for section in ("leaderboard", "pareto", "history", "parallel", "calibration", "reevaluation", "winner",
+    for section in ("leaderboard", "pareto", "history", "parallel", "calibration", "promotion", "winner",
                     "measurement", "files"):
         assert f'<section id="{section}">' in text, section
     assert text.count("plotly.js v") == 1  # plotly's bundle embedded once (its banner)
     assert not re.search(r'<script[^>]+src=|<link[^>]+href="http', text)  # nothing fetched: opens offline
     # Links to what the run folder holds, and only that.
-    assert '<a href="trials.csv">' in text and '<a href="reevaluation.csv">' not in text
+    assert '<a href="trials.csv">' in text and '<a href="pareto_runtime.html">' not in text
     # How the figures were measured: device, dtype, input, repeats, versions.
     for fragment in ("test CPU", "fp32", "1x3x24x36", "10 repeats", "torch ", "toolkit ",
                      "validation on DIV2K_LSDIR_valid (200 images) in /data/esr;"):

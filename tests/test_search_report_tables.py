@@ -14,13 +14,15 @@ RUNTIME = TRACKS["runtime"]
 
 
 def add(study, number_label, *, latency, psnr, params=300_000, c_psnr=-0.1, trained=True, reference="",
-        state=TrialState.COMPLETE, flops=20.0):
+        state=TrialState.COMPLETE, flops=20.0, verdict=None):
     config = ArchConfig(channels=16 + 2 * len(study.trials))
     attrs = {"config": config.to_dict(), "label": number_label, "latency_ratio": latency, "psnr": psnr,
              "params": params, "flops_g": flops, "activations_m": 50.0, "memory_mb": 10.0, "trained": trained,
              "psnr_predicted": 29.0 - c_psnr}
     if reference:
         attrs["reference"] = reference
+    if verdict:
+        attrs["verdict"] = verdict
     system = {"constraints:params": float(params - 893_936), "constraints:psnr": c_psnr}
     values = [latency, psnr] if state == TrialState.COMPLETE else None
     study.add_trial(create_trial(state=state, values=values, user_attrs=attrs, system_attrs=system))
@@ -103,3 +105,33 @@ def test_weighted_leaderboard_without_its_baseline_is_an_error(study):
     edition = get_edition(2024)
     with pytest.raises(ValueError, match="baseline's measured"):
         leaderboard(trials_frame(study, RUNTIME), pd.DataFrame(columns=["name"]), RUNTIME, edition=edition)
+
+
+def test_a_row_outside_the_calibration_span_never_ranks_ahead_of_one_inside():
+    """The smoke-budget study of the issue: SPAN's proxy (10.05 dB after 12 steps) lies far under the references'
+    (17.6-19.0 dB), so its prediction is a guess; fastest and smallest, it used to rank first."""
+    study = optuna.create_study(directions=RUNTIME.directions)
+    add(study, "imdn", latency=1.00, psnr=18.99, params=893_936, reference="imdn")
+    add(study, "rlfn", latency=0.50, psnr=18.49, params=317_218, reference="rlfn")
+    add(study, "span", latency=0.32, psnr=10.05, params=150_688, reference="span", verdict="outside calibration")
+    add(study, "tiny", latency=0.05, psnr=8.60, params=1_344, verdict="outside calibration")
+    add(study, "kept", latency=0.45, psnr=18.30, params=300_000, verdict="uncertain")
+    board = leaderboard(trials_frame(study, RUNTIME), pd.DataFrame(columns=["name"]), RUNTIME,
+                        edition=get_edition(2022))
+    assert list(board["label"]) == ["kept", "rlfn", "imdn", "tiny", "span"]
+    assert list(board["rank"]) == [1, 2, 3, 4, 5]
+
+
+def test_a_promoted_trial_is_judged_by_its_highest_rung(study):
+    number = int(trials_frame(study, RUNTIME).set_index("label").loc["fast-good", "number"])
+    study.set_user_attr(f"rung1:trial{number}", {"psnr": 24.1, "psnr_predicted": 29.02, "psnr_low": 28.95,
+                                                 "psnr_high": 29.09, "verdict": "uncertain"})
+    study.set_user_attr(f"rung2:trial{number}", {"psnr": 26.0, "psnr_predicted": 28.80, "psnr_low": 28.70,
+                                                 "psnr_high": 28.90, "verdict": "infeasible"})
+    row = trials_frame(study, RUNTIME).set_index("label").loc["fast-good"]
+    assert (row["rung"], row["rung_psnr"], row["psnr_predicted"], row["verdict"]) == (2, 26.0, 28.80, "infeasible")
+    assert row["verdicts"] == "r1 uncertain > r2 infeasible"  # rung 0 gave no verdict in this made-up study
+    assert row["psnr"] == 22.6 and not row["feasible"]  # the objective stays rung 0's; the verdict cuts it
+    board = leaderboard(trials_frame(study, RUNTIME), pd.DataFrame(columns=["name"]), RUNTIME,
+                        edition=get_edition(2022))
+    assert "fast-good" not in set(board["label"])

@@ -56,14 +56,13 @@ def test_progress_columns_stay_aligned_whatever_the_state(search_settings, tmp_p
     assert "PSNR -" in lines[2]  # cut before training: its PSNR is a stand-in, not shown as a measurement
 
 
-def test_the_eta_counts_the_re_evaluation_reports_and_export(search_settings, tmp_path):
+def test_the_eta_counts_the_promotion_budget_left_reports_and_export(search_settings, tmp_path):
     study = optuna.create_study()
-    for name in REFERENCES:
-        study.set_user_attr(f"reference:{name}", {"train_seconds": 10.0})
-    settings = search_settings(tmp_path, reeval_top=2, reeval_seeds=1, reeval_budget=2.0)
-    # (4 references + 2 members) x 1 seed x 2 budgets x 10 s, then the reports and export.
+    settings = search_settings(tmp_path, confirm_minutes=2.0)
     assert tail_seconds(settings, study) == pytest.approx(120 + search.progress.REPORT_AND_EXPORT_S)
-    assert tail_seconds(settings.replace(reeval_top=0), study) == search.progress.REPORT_AND_EXPORT_S
+    study.set_user_attr("promotion_seconds", 90.0)  # spent by an earlier run of this study
+    assert tail_seconds(settings, study) == pytest.approx(30 + search.progress.REPORT_AND_EXPORT_S)
+    assert tail_seconds(settings.replace(confirm_minutes=0), study) == search.progress.REPORT_AND_EXPORT_S
 
 
 def test_the_first_lines_say_when_the_storage_folder_was_created(search_settings, tmp_path, monkeypatch):
@@ -84,13 +83,13 @@ def test_rerunning_a_finished_study_exits_0_trains_nothing_and_keeps_the_export(
         study_with_references, tiny_div2k, capsys, monkeypatch, cli_env, one_thread):
     monkeypatch.setattr(tempfile, "tempdir", cli_env["TMPDIR"])
     args = ["--budget", "smoke", "--latency-input", "3x24x36", "--data", str(tiny_div2k), "--results",
-            str(study_with_references), "--study-name", "reliability", "--trials", "7", "--reeval-top", "1"]
+            str(study_with_references), "--study-name", "reliability", "--trials", "7", "--confirm-minutes", "3", "--max-rung", "1"]
     assert run_search.main(args) == 0
     first = capsys.readouterr().out
-    winner = re.search(r"^winner: trial #(\d+),", first, flags=re.M)
+    winner = re.search(r"^winner: trial #(\d+) ", first, flags=re.M)
     assert winner, first
     last = next(line for line in first.splitlines() if line.startswith("[7/7]"))
-    assert not last.endswith("ETA   0.0 min")  # the re-evaluation, reports and export are still to come
+    assert not last.endswith("ETA   0.0 min")  # the promotion, reports and export are still to come
     assert first.rstrip().splitlines()[-1] == f"report: {study_with_references / 'reliability' / 'report.html'}"
     export = study_with_references / "reliability" / "export"
     files = {p: p.read_bytes() for p in export.rglob("*") if p.is_file()}

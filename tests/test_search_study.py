@@ -15,7 +15,7 @@ from editions import get_edition
 
 REFERENCES = get_edition(2022).references  # the default edition's
 
-SMOKE = dict(budget="smoke", seed=0, reeval_top=0, export_winner=False)
+SMOKE = dict(budget="smoke", seed=0, confirm_minutes=0, export_winner=False)
 
 
 def settings_for(tmp_path, **changes):
@@ -26,8 +26,8 @@ def load(settings):
     return optuna.load_study(study_name=settings.name, storage=settings.storage_url)
 
 
-def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
-    settings = settings_for(tmp_path, track="runtime", trials=7, reeval_top=1, reeval_seeds=1, early_stop=False)
+def test_runtime_search_writes_reports_plots_and_promotes_its_leader(tmp_path):
+    settings = settings_for(tmp_path, track="runtime", trials=7, confirm_minutes=10, max_rung=1, early_stop=False)
     lines = []
     summary = run(settings, say=lines.append)
     run_dir = settings.run_dir
@@ -43,7 +43,7 @@ def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
     # Every trained trial carries the stored predictor's prediction, and its constraint reads the interval.
     predictor = PsnrPredictor.from_dict(calibration)
     trained = trials[trials["trained"] & (trials["reference"].isna())]
-    for row in trained.itertuples():
+    for row in trained[trained["rung"] == 0].itertuples():  # a promoted trial is judged at its rung (below)
         prediction = predictor.predict(ProxyRun.from_record(study.trials[row.number].user_attrs))
         assert (row.psnr_predicted, row.psnr_low, row.psnr_high) == pytest.approx(
             (prediction.psnr, prediction.low, prediction.high))
@@ -53,10 +53,22 @@ def test_runtime_search_writes_reports_plots_and_reevaluates(tmp_path):
     front = pd.read_csv(run_dir / "pareto_runtime.csv")
     assert front["feasible"].all()
     assert any(line.startswith("[7/7]") for line in lines)
-    if summary.winner is not None:
-        reeval = pd.read_csv(run_dir / "reevaluation.csv")
-        assert set(REFERENCES) <= set(reeval["name"]) and (reeval["seeds"] == 2).all()
-        assert reeval["psnr_predicted"].notna().all() and reeval["verdict"].notna().all()  # SPAN too: predicted
+    # The leader climbed to rung 1 (4x the steps, from scratch), judged by a predictor of that rung's references.
+    leader = int(pd.read_csv(run_dir / "leaderboard_runtime.csv").query("name == 'trial'")["number"].iloc[0])
+    promoted = study.user_attrs[f"rung1:trial{leader}"]
+    assert promoted["budget"]["iterations"] == 4 * 12 and len(promoted["psnr_curve"]) == 2 + 1
+    rung1 = PsnrPredictor.from_dict(study.user_attrs["rung1:calibration"])
+    assert [p["name"] for p in rung1.points] == ["imdn", "rfdn", "rlfn"]
+    assert all(study.user_attrs[f"rung1:reference:{n}"]["budget"]["name"] == "smoke@rung1"
+               for n in ("imdn", "rfdn", "rlfn"))
+    assert promoted["verdict"] == rung1.predict(ProxyRun.from_record(promoted)).verdict.value
+    row = trials.set_index("number").loc[leader]
+    assert row["rung"] == 1 and row["verdict"] == promoted["verdict"] and row["verdicts"].startswith("r0 ")
+    assert any(line.startswith(f"winner: trial #{leader} ") and "rung 1 (48 steps)" in line for line in lines)
+    assert summary.winner == leader
+    # Optuna's own view: the rung-0 PSNR curve as the trial's intermediate values (optuna-dashboard plots them).
+    attrs = study.trials[leader].user_attrs
+    assert study.trials[leader].intermediate_values == {step: psnr for step, psnr in attrs["psnr_curve"][1:]}
 
 
 @pytest.mark.parametrize("track, objectives", [("complexity", 3), ("overall", 6)])
@@ -128,14 +140,28 @@ def test_a_study_begun_before_its_space_grew_resumes_with_the_space_it_began_wit
     assert study_space(optuna.create_study(), SearchSettings()) == current  # a new study samples today's space
 
 
-def test_a_second_study_of_the_same_setting_reads_the_references_reevaluation_from_the_cache(tmp_path):
-    first, second = (settings_for(tmp_path, track="runtime", trials=7, reeval_top=1, reeval_seeds=1,
+def test_a_second_study_of_the_same_setting_reads_the_references_rung_runs_from_the_cache(tmp_path):
+    first, second = (settings_for(tmp_path, track="runtime", trials=7, confirm_minutes=10, max_rung=1,
                                   early_stop=False, study_name=name) for name in ("first", "second"))
     run(first, say=lambda line: None)
     lines = []
     run(second, say=lines.append)
-    cached = [line for line in lines if "re-evaluated" in line and "(measurement cache)" in line]
-    assert sorted(line.split()[1] for line in cached) == sorted(REFERENCES)  # no reference trained again
-    tables = [pd.read_csv(s.run_dir / "reevaluation.csv").set_index("name") for s in (first, second)]
-    for name in REFERENCES:
-        assert tables[0].loc[name, "psnr_mean"] == tables[1].loc[name, "psnr_mean"]
+    rung1 = [line for line in lines if line.lstrip().startswith("reference") and "rung 1" in line]
+    assert len(rung1) == 3 and all("(measurement cache)" in line for line in rung1)  # none trained again
+    runs = [load(s).user_attrs for s in (first, second)]
+    for name in ("imdn", "rfdn", "rlfn"):
+        assert runs[0][f"rung1:reference:{name}"]["psnr"] == runs[1][f"rung1:reference:{name}"]["psnr"]
+
+
+def test_tpe_goes_on_after_pruned_trials_and_only_completed_curves_are_intermediate_values(tmp_path):
+    """TPE scores a pruned trial by its intermediate values through `study.direction`, which a multi-objective study
+    refuses: written for pruned trials, they failed every trial after TPE's 8 startup trials."""
+    settings = settings_for(tmp_path, track="runtime", trials=11)
+    run(settings, say=lambda line: None)
+    trials = load(settings).trials
+    assert not [t.number for t in trials if t.state == TrialState.FAIL]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.intermediate_values == {} and t.user_attrs["psnr_curve"] for t in pruned)
+    trained = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("trained")]
+    assert len(trained) >= 4  # the references, at least
+    assert all(t.intermediate_values == {s: p for s, p in t.user_attrs["psnr_curve"][1:]} for t in trained)

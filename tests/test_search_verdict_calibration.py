@@ -114,3 +114,53 @@ def test_activations_are_a_feature_and_their_absence_is_named():
     assert ProxyRun.from_record(record).feature(Feature.LOG_ACTIVATIONS) == pytest.approx(math.log10(80.5))
     with pytest.raises(ValueError, match="no activation count"):
         with_acts.predict(ProxyRun(curve(27.0), 300_000))
+
+
+# The smoke-budget study of the issue: three references calibrate (proxy PSNR at 12 steps, params, what their
+# official weights reach on the embedded photographs, published figure).
+SMOKE_REFERENCES = [("imdn", 18.99, 893_936, 29.56, 29.13), ("rfdn", 17.61, 433_448, 29.54, 29.04),
+                    ("rlfn", 18.49, 317_218, 29.48, 29.00)]
+
+
+def smoke_predictor():
+    points = [CalibrationPoint(name, ProxyRun(((0, 12.0), (12, final)), params), target, published=published)
+              for name, final, params, target, published in SMOKE_REFERENCES]
+    return fit_predictor(points, floor=29.0, features="proxy+size")
+
+
+@pytest.mark.parametrize("name, final, params", [("span", 10.05, 150_688), ("one conv", 8.6, 1_344)])
+def test_a_run_beyond_the_calibration_points_is_outside_never_feasible(name, final, params):
+    prediction = smoke_predictor().predict(ProxyRun(((0, 12.0), (12, final)), params))
+    assert prediction.verdict is Verdict.OUTSIDE and "final" in prediction.outside
+    assert prediction.to_record()["verdict"] == "outside calibration"
+
+
+def test_too_few_points_say_so_and_decide_nothing():
+    predictor = smoke_predictor()
+    assert predictor.features == ("final",) and "too few for proxy+size" in predictor.too_few
+    assert "too few" in predictor.describe()
+    inside = predictor.predict(ProxyRun(((0, 12.0), (12, 18.3)), 400_000))
+    assert inside.outside == () and inside.verdict is Verdict.UNCERTAIN
+    assert PsnrPredictor.from_dict(json.loads(json.dumps(predictor.to_dict()))) == predictor
+
+
+def test_the_span_is_widened_by_its_margin_and_guards_every_requested_feature():
+    points = synthetic_points()
+    predictor = fit_predictor(points, floor=27.0, features="proxy+size")
+    finals = np.array([p.run.feature(Feature.FINAL) for p in points])
+    low, high = predictor.span["final"]
+    assert low == pytest.approx(finals.min() - 0.5 * finals.std()) and high == pytest.approx(finals.max() + 0.5 * finals.std())
+    assert predictor.predict(points[0].run).verdict is Verdict.FEASIBLE  # inside: decided as before
+    just_inside = ProxyRun(curve(high - 1e-6), 400_000)
+    assert predictor.predict(just_inside).outside == ()
+    far = predictor.predict(ProxyRun(curve(high + 0.01), 400_000))
+    assert far.outside == ("final",) and far.verdict is Verdict.OUTSIDE  # predicted high, yet not feasible
+    tiny = predictor.predict(ProxyRun(curve(26.0), 2_000))
+    assert tiny.outside == ("log_params",)
+
+
+def test_a_predictor_stored_before_the_span_was_kept_reads_back_unguarded():
+    stored = fit_predictor(synthetic_points(), floor=28.5, features="curve").to_dict()
+    del stored["span"], stored["too_few"]
+    old = PsnrPredictor.from_dict(stored)
+    assert old.span == {} and old.too_few == "" and old.outside(ProxyRun(curve(40.0), 1)) == ()

@@ -36,8 +36,12 @@ def test_verdict_table_counts_the_two_forbidden_errors():
                {"name": "fine", "published": 28.72, "verdict": "uncertain"}]
     table = fidelity.verdict_table(results, floor=29.0)
     assert table["above_called_infeasible"] == ["hard"] and table["under_called_feasible"] == ["bad"]
-    assert table["published_at_or_above_floor"] == {"feasible": 1, "uncertain": 0, "infeasible": 1}
+    assert table["published_at_or_above_floor"] == {"feasible": 1, "uncertain": 0, "infeasible": 1,
+                                                     "outside calibration": 0}
     assert table["uncertain_share"] == pytest.approx(0.2)
+    # published 0.1 dB or more from the floor: ok (29.05 is not), bad and fine; bad alone is decided
+    assert table["away_from_floor"] == 2 and table["decided_away_from_floor"] == ["bad"]
+    assert table["decided_share_away_from_floor"] == pytest.approx(0.5)
 
 
 def test_leave_one_out_never_sees_the_point_it_predicts():
@@ -56,7 +60,8 @@ def test_shipped_points_apply_only_to_their_own_setting():
     assert shipped, "search/verdict/calibration_points.json is missing: run python3 -m bench.zoo_fidelity --ship"
     data = load_dataset(None)
     key = known_quality.setting_key(data=data, budget=train_proxy.get_budget("quick"), seed=0, device="cpu")
-    assert len(known_quality.shipped_points(key=key)) == len(shipped["points"]) >= 20
+    rung0 = next(entry for entry in shipped["settings"] if entry["rung"] == 0)
+    assert len(known_quality.shipped_points(key=key)) == len(rung0["points"]) >= 20
     assert all(point.run.activations_m > 0 for point in known_quality.shipped_points(key=key))
     for other in ({**key, "seed": 1}, {**key, "device_type": "cuda"}):
         assert known_quality.shipped_points(key=other) == []

@@ -15,6 +15,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from editions import Edition
 from search.export.metrics import edition_metrics
 from search.export.writer import export_architecture
+from search.records import rung_records
 from search.report.tables import references_frame
 from spaces import ArchConfig
 
@@ -30,7 +31,9 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
     written = []
     for number in numbers:
         trial = study.trials[number]
-        artifact = trial.user_attrs.get("weights_artifact")
+        rungs = rung_records(study).get(number, {})
+        # the weights of the longest training the trial had: its highest promotion rung's, else the search's
+        artifact = (rungs[max(rungs)].get("weights_artifact") if rungs else None) or trial.user_attrs.get("weights_artifact")
         if artifact is None:
             raise ValueError(f"trial #{number} has no trained weights to export (it was not trained)")
         with tempfile.TemporaryDirectory() as tmp:
@@ -42,7 +45,7 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
         config = ArchConfig.from_dict(trial.user_attrs["config"])
         metrics = edition_metrics(metrics, config=config, edition=edition, study_edition=study_edition,
                                   references=references)
-        name = f"trial{number}_{config.block}"
+        name = export_name(number, config=config, rung=max(rungs, default=0))
         result = export_architecture(config=config, state_dict=state_dict,
                                      metrics={"study": study.study_name, "trial": number, **metrics},
                                      out_dir=out_dir, name=name)
@@ -54,3 +57,9 @@ def export_trials(study: optuna.Study, frame: pd.DataFrame, numbers: list[int], 
         written += [p for p in (result.model_file, result.weights, result.config_json, result.metrics_json,
                                 result.onnx) if p is not None]
     return written
+
+
+def export_name(number: int, *, config: ArchConfig, rung: int) -> str:
+    """The files' name of trial `number`: a promoted trial's export carries its rung, so the weights of a longer
+    training never overwrite (nor are refused by) an earlier export of the same trial."""
+    return f"trial{number}_{config.block}" + (f"_rung{rung}" if rung else "")

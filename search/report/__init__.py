@@ -2,5 +2,5 @@
 
 It reads what a study stored (search.records, search.tracks, search.constraints, search.settings,
 search.candidate, search.verdict) and never imports the study loop (study, objective, trial_loop, workers,
-reevaluate, runner): a report can be written from storage alone.
+promotion, runner): a report can be written from storage alone.
 """

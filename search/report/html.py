@@ -31,9 +31,12 @@ from search import candidate
 from search.report.architecture_svg import architecture_svg
 from search.verdict.calibration import PsnrPredictor
 from search.report.plots import history_figure, parallel_figure, pareto_figure
+from search.export.trials import export_name
+from search.records import PROMOTION_SECONDS, rung_records
 from search.report.tables import references_frame
 from search.settings import SearchSettings
 from search.tracks import Track
+from search.verdict.rungs import Ladder
 from spaces import ArchConfig
 from train_proxy import Budget
 
@@ -43,10 +46,11 @@ _PLOTLY_CONFIG = {"responsive": True, "displaylogo": False}
 
 
 def write_report(*, study: optuna.Study, settings: SearchSettings, budget: Budget, track: Track,
-                 frame: pd.DataFrame, board: pd.DataFrame, reeval: pd.DataFrame, predictor: PsnrPredictor | None,
-                 winner: int | None, out: Path) -> Path:
+                 frame: pd.DataFrame, board: pd.DataFrame, predictors: dict[int, PsnrPredictor], winner: int | None,
+                 ladder: Ladder, out: Path) -> Path:
     """Write the report of `study` to `out` (replaced on every run) and return its path; `budget`: the study's
-    proxy-training budget."""
+    proxy-training budget; `predictors`: the PSNR predictor of each rung the study reached."""
+    predictor = predictors.get(0)
     edition = settings.rules
     title = f"{settings.name}: {track.name} track ({edition.name})"
     references = references_frame(study)
@@ -59,8 +63,10 @@ def write_report(*, study: optuna.Study, settings: SearchSettings, budget: Budge
         ("history", "History", _figure_html(history_figure(trials=frame, track=track, title=title))
          if predictor else _none()),
         ("parallel", "Parallel coordinates", _figure_html(parallel_figure(trials=frame, track=track, title=title))),
-        ("calibration", "PSNR predictor", _calibration_html(frame, predictor=predictor)),
-        ("reevaluation", "Re-evaluation", _reevaluation_html(reeval)),
+        ("calibration", "PSNR predictor", "".join(
+            _calibration_html(rung_frame(study, frame, rung=rung), predictor=predictors[rung], rung=rung,
+                              steps=ladder.budget(rung).iterations) for rung in predictors) or _none()),
+        ("promotion", "Promotion", _promotion_html(study, frame, ladder=ladder)),
         ("winner", "Winner", _winner_html(frame, winner, run_dir=out.parent)),
         ("measurement", "How it was measured", _measurement_html(study, settings, budget)),
         ("files", "Files", _files_html(out.parent, track=track)),
@@ -99,22 +105,37 @@ def _leaderboard_html(board: pd.DataFrame, *, track: Track, baseline: str) -> st
                  escape(str(row["label"])), _fmt(row["params"], "{:,.0f}"), _fmt(row["flops_g"], "{:.2f}"),
                  _fmt(row["latency_ratio"], "{:.3f}"), _fmt(row["memory_mb"], "{:.1f}"), _fmt(row["psnr"], "{:.3f}"),
                  predicted]
-        cells += [escape(str(row["verdict"])) if isinstance(row["verdict"], str) else "", _fmt(row["score"], "{:.3g}")]
+        cells += [escape(str(row["verdict"])) if isinstance(row["verdict"], str) else "", str(row.get("rung", 0)),
+                  _fmt(row["score"], "{:.3g}")]
         css = "ref" if row["name"] != "trial" else ""
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = ["rank", "name", "trial", "architecture", "params", "FLOPs [G]", f"latency / {baseline}", "memory [MB]",
-            "proxy PSNR", "predicted PSNR [80% interval]", "verdict", "score"]
+            "proxy PSNR", "predicted PSNR [80% interval]", "verdict", "rung", "score"]
     ranked = ", ".join(track.ranked_by)
     return (f'<p class="note">The challenge\'s ranking for the {escape(track.name)} track (by {escape(ranked)}) '
-            f'of the feasible sampled trials; the references (shaded) are ranked beside them.</p>'
+            f'of the feasible sampled trials; the references (shaded) are ranked beside them. A verdict is the one of the '
+            f'highest promotion rung the trial reached; rows outside the calibration span rank last.</p>'
             + _table(head, rows))
 
 
-def _calibration_html(frame: pd.DataFrame, *, predictor: PsnrPredictor | None) -> str:
-    """Proxy PSNR against predicted full-training PSNR: the trials with their 80% intervals, the calibration points
-    at what full training reached (their official weights, on the published scale), and the floor."""
-    if predictor is None:
-        return _none()
+def rung_frame(study: optuna.Study, frame: pd.DataFrame, *, rung: int) -> pd.DataFrame:
+    """The trials measured at `rung` with their proxy PSNR and prediction there (rung 0: every trained trial)."""
+    columns = ["number", "label", "psnr", "psnr_predicted", "psnr_low", "psnr_high", "verdict"]
+    if rung == 0:
+        rows = [{c: t.user_attrs.get(c, np.nan) for c in columns[2:]} | {"number": t.number,
+                                                                          "label": t.user_attrs.get("label", "")}
+                for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("trained") and not t.user_attrs.get("reference") and "psnr_predicted" in t.user_attrs]
+    else:
+        labels = frame.set_index("number")["label"].to_dict()
+        rows = [{c: record.get(c, np.nan) for c in columns[2:]} | {"number": number, "label": labels.get(number, "")}
+                for number, rungs in rung_records(study).items() for k, record in rungs.items() if k == rung]
+    return pd.DataFrame(rows, columns=columns).assign(trained=True, reference="")
+
+
+def _calibration_html(frame: pd.DataFrame, *, predictor: PsnrPredictor, rung: int, steps: int) -> str:
+    """Proxy PSNR against predicted full-training PSNR at one rung: the trials with their 80% intervals, the
+    calibration points at what full training reached (their official weights, on the published scale), the floor."""
     trials = frame[frame["trained"].eq(True) & frame["psnr"].notna() & frame["psnr_predicted"].notna()
                    & frame["reference"].eq("")]
     figure = go.Figure()
@@ -138,23 +159,39 @@ def _calibration_html(frame: pd.DataFrame, *, predictor: PsnrPredictor | None) -
                      label=dict(text=f"floor {predictor.floor:.2f} dB", textposition="start", yanchor="top",
                                 font=dict(size=11)))
     figure.update_layout(template="plotly_white", height=480, autosize=True, margin=dict(t=30),
-                         xaxis_title="proxy PSNR [dB] (this study's budget)",
+                         xaxis_title=f"proxy PSNR [dB] at rung {rung} ({steps} steps)",
                          yaxis_title="full-training PSNR [dB], published scale", legend=dict(orientation="h", y=-0.2))
-    return (f'<p class="note">The predictor ({escape(predictor.describe())}) was fitted on networks whose full-training '
+    return (f"<h3>Rung {rung} ({steps} steps)</h3>"
+            f'<p class="note">The predictor ({escape(predictor.describe())}) was fitted on networks whose full-training '
             f"quality is known; each is drawn at what its official weights reach, carried to the published scale. A "
             f"candidate is feasible when its whole 80% interval clears {predictor.floor:.2f} dB, infeasible when it "
-            "is all under, uncertain otherwise. How right these verdicts are: BENCHMARKS.md, python3 -m "
+            "is all under, uncertain otherwise, and outside calibration when its run lies beyond the points' span. How right these verdicts are: BENCHMARKS.md, python3 -m "
             "bench.zoo_fidelity.</p>" + _figure_html(figure))
 
 
-def _reevaluation_html(reeval: pd.DataFrame) -> str:
-    if reeval.empty:
-        return _none("not re-evaluated (--reeval-top 0, or no sampled trial on the feasible front)")
-    columns = [c for c in ("name", "number", "label", "seeds", "psnr_mean", "psnr_std", "psnr_min", "psnr_max",
-                           "psnr_predicted", "psnr_low", "psnr_high", "verdict", "psnr_tie_with_best") if c in reeval]
-    rows = ["<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>" for _, row in reeval.iterrows()]
-    return ('<p class="note">The front\'s best members and the references trained again with more seeds; the winner '
-            "is the best-ranked member still feasible on its mean PSNR.</p>" + _table(columns, rows))
+def _promotion_html(study: optuna.Study, frame: pd.DataFrame, *, ladder: Ladder) -> str:
+    """Each promoted trial's verdict and interval at every rung it reached."""
+    promoted = rung_records(study)
+    if not promoted:
+        return _none("no trial was promoted (--confirm-minutes 0, the winner was decided at rung 0, or no trial is on "
+                     "the leaderboard)")
+    head = ["trial", "architecture", *(f"rung {k} ({ladder.budget(k).iterations} steps)" for k in ladder.rungs)]
+    rows = []
+    for number in sorted(promoted):
+        attrs = study.trials[number].user_attrs
+        runs = {0: attrs, **promoted[number]}
+        cells = [f"#{number}", escape(str(attrs.get("label", "")))]
+        for k in ladder.rungs:
+            run = runs.get(k)
+            cells.append("" if run is None else
+                         f"{escape(str(run.get('verdict', '')))} {_fmt(run.get('psnr_predicted'), '{:.2f}')} "
+                         f'<span class="interval">[{_fmt(run.get("psnr_low"), "{:.2f}")}, '
+                         f'{_fmt(run.get("psnr_high"), "{:.2f}")}]</span>')
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    spent = float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)) / 60.0
+    return (f'<p class="note">The leading undecided candidate is trained again from scratch at '
+            f"{ladder.reduction_factor}x the steps per rung; its verdict is the one of its highest rung (the lower "
+            f"rungs' stay below). Promotion time spent in this study: {spent:.1f} min.</p>" + _table(head, rows))
 
 
 def _winner_html(frame: pd.DataFrame, winner: int | None, *, run_dir: Path) -> str:
@@ -162,7 +199,8 @@ def _winner_html(frame: pd.DataFrame, winner: int | None, *, run_dir: Path) -> s
         return _none("no sampled architecture is feasible yet")
     row = frame.loc[frame["number"] == winner].iloc[0]
     config = ArchConfig.from_json(row["config"])
-    exported = sorted((run_dir / "export" / "models").glob(f"trial{winner}_*.py"))
+    name = export_name(winner, config=config, rung=int(row.get("rung", 0)))
+    exported = [path for path in [run_dir / "export" / "models" / f"{name}.py"] if path.is_file()]
     link = (f' Exported: <a href="{exported[0].relative_to(run_dir).as_posix()}">'
             f"{escape(exported[0].relative_to(run_dir).as_posix())}</a>." if exported else "")
     return (f'<p class="note">Trial #{winner}: {escape(config.describe())}.{link}</p>'
@@ -201,7 +239,7 @@ def _measurement_html(study: optuna.Study, settings: SearchSettings, budget: Bud
 
 
 def _files_html(run_dir: Path, *, track: Track) -> str:
-    names = ["trials.csv", f"leaderboard_{track.name}.csv", f"pareto_{track.name}.csv", "reevaluation.csv",
+    names = ["trials.csv", f"leaderboard_{track.name}.csv", f"pareto_{track.name}.csv",
              f"pareto_{track.name}.html", f"history_{track.name}.html", f"parallel_{track.name}.html", "export/",
              "study.db", "study.journal"]
     items = [f'<li><a href="{name}">{name}</a></li>' for name in names if (run_dir / name).exists()]

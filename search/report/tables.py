@@ -11,8 +11,9 @@ import optuna
 import pandas as pd
 
 from editions import Constraint, Edition
-from search.records import reference_records
+from search.records import reference_records, rung_records
 from search.tracks import Track, rank
+from search.verdict.calibration import Verdict
 from spaces import ArchConfig
 
 CONFIG_COLUMNS = ("block", "num_blocks", "channels", "mid_channels", "distill_rate", "distill_steps", "kernel_size",
@@ -23,12 +24,34 @@ CONSTRAINTS = tuple(c.value for c in Constraint)
 
 
 def trials_frame(study: optuna.Study, track: Track) -> pd.DataFrame:
-    """One row per trial: config columns, every metric, constraint values, feasible, Pareto, state, duration."""
+    """One row per trial: config columns, every metric, constraint values, feasible, Pareto, state, duration.
+
+    A promoted trial's verdict and interval are those of the highest rung it reached (`rung`; `rung_psnr` its proxy
+    PSNR there), the lower rungs' kept in `verdicts` ("r0 uncertain > r1 feasible"); a trial infeasible at its
+    highest rung is not feasible, whatever its rung-0 constraints said. `psnr` stays the search's objective (rung 0).
+    """
     rows = [_trial_row(trial) for trial in study.get_trials(deepcopy=False)]
-    frame = pd.DataFrame(rows, columns=_columns())
+    frame = with_rungs(pd.DataFrame(rows, columns=_columns()), rung_records(study))
     frame["feasible"] = (frame["state"] == "COMPLETE") & frame.apply(
-        lambda row: all(not (row[f"c_{c}"] > 0) for c in CONSTRAINTS) and row["trained"] is True, axis=1)
+        lambda row: all(not (row[f"c_{c}"] > 0) for c in CONSTRAINTS) and row["trained"] is True
+        and row["verdict"] != Verdict.INFEASIBLE.value, axis=1)
     frame["pareto"] = pareto_mask(frame, track) & frame["feasible"]
+    return frame
+
+
+def with_rungs(frame: pd.DataFrame, promoted: dict[int, dict[int, dict[str, Any]]]) -> pd.DataFrame:
+    """`frame` with each promoted trial's verdict and interval taken from its highest rung."""
+    frame = frame.assign(rung=0, rung_psnr=frame["psnr"], verdicts=[f"r0 {v}" if v else "" for v in frame["verdict"]])
+    for number, rungs in promoted.items():
+        index = frame.index[frame["number"] == number]
+        top = rungs[max(rungs)]
+        frame.loc[index, "rung"] = max(rungs)
+        frame.loc[index, "rung_psnr"] = top.get("psnr", np.nan)
+        for column in ("psnr_predicted", "psnr_low", "psnr_high", "verdict"):
+            if column in top:
+                frame.loc[index, column] = top[column]
+        history = [frame.loc[index, "verdicts"].iloc[0]] + [f"r{k} {rungs[k].get('verdict', '')}" for k in sorted(rungs)]
+        frame.loc[index, "verdicts"] = " > ".join(part for part in history if part)
     return frame
 
 
@@ -69,9 +92,12 @@ def leaderboard(frame: pd.DataFrame, references: pd.DataFrame, track: Track, *, 
     if board.empty:
         return board.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
     board["score"] = rank(board, track=track, edition=edition, baseline=_baseline_figures(board, edition))
-    board = board.sort_values("score").reset_index(drop=True)
+    # A row outside the predictor's calibration span is a guess: it ranks after every row inside it.
+    board["outside"] = board["verdict"] == Verdict.OUTSIDE.value
+    board = board.sort_values(["outside", "score"], kind="stable").reset_index(drop=True)
     board["rank"] = np.arange(1, len(board) + 1)
-    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "verdict", "feasible", "score"]]
+    board["rung"] = board["rung"].fillna(0).astype(int) if "rung" in board else 0
+    return board[["rank", "name", "number", "label", *METRIC_COLUMNS, "verdict", "rung", "feasible", "score"]]
 
 
 def _baseline_figures(board: pd.DataFrame, edition: Edition) -> dict[str, float]:
@@ -92,7 +118,8 @@ def format_leaderboard(board: pd.DataFrame, *, limit: int = 10) -> str:
                          zip(shown["psnr_low"], shown["psnr_high"])]
     columns = {"rank": "rank", "name": "name", "number": "trial", "label": "architecture", "params": "params",
                "flops_g": "FLOPs[G]", "latency_ratio": "lat/base", "memory_mb": "mem[MB]", "psnr": "proxy PSNR",
-               "psnr_predicted": "pred.PSNR", "interval": "80% interval", "verdict": "verdict", "score": "score"}
+               "psnr_predicted": "pred.PSNR", "interval": "80% interval", "verdict": "verdict", "rung": "rung",
+               "score": "score"}
     return shown[list(columns)].rename(columns=columns).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

@@ -14,6 +14,10 @@ Two stages:
 2. On the edition's published scale: a linear map fitted on the points with a published figure; its scatter
    widens the interval. A candidate is feasible when the whole interval clears the floor, infeasible when the
    whole interval is under it, uncertain otherwise.
+
+Two guards keep a prediction from claiming more than its points support: a run whose features lie outside what
+the calibration points span (by RANGE_MARGIN_SD of each feature's spread) is "outside calibration", never
+feasible; a predictor fitted on too few points for its features says so and decides nothing (uncertain at best).
 """
 
 from __future__ import annotations
@@ -31,12 +35,20 @@ Z_COVERAGE = 1.2815515655446004  # two-sided 80% of a normal distribution
 RIDGE_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 MIN_POINTS_PER_FEATURE = 4
 DEFAULT_MAP_SIGMA = 0.1  # dB: scatter of the published map when too few points give it
+# How far beyond the calibration points' span (in standard deviations of each feature over the points) a run may
+# lie and still be predicted: bench.zoo_fidelity's "extrapolation" figures measure the error beyond each margin.
+RANGE_MARGIN_SD = 0.5
 
 
 class Verdict(str, enum.Enum):
     FEASIBLE = "feasible"
     UNCERTAIN = "uncertain"
     INFEASIBLE = "infeasible"
+    OUTSIDE = "outside calibration"  # its features lie beyond the calibration points': a guess, never feasible
+
+    @property
+    def decided(self) -> bool:
+        return self in (Verdict.FEASIBLE, Verdict.INFEASIBLE)
 
 
 class Feature(str, enum.Enum):
@@ -117,11 +129,13 @@ class Prediction:
     low: float
     high: float
     verdict: Verdict
+    outside: tuple[str, ...] = ()  # the features that lie beyond the calibration points' span
 
     def to_record(self) -> dict[str, Any]:
         """The trial attributes of a prediction."""
         return {"psnr_predicted": self.psnr, "psnr_low": self.low, "psnr_high": self.high,
-                "psnr_predicted_valid": self.on_valid, "verdict": self.verdict.value}
+                "psnr_predicted_valid": self.on_valid, "verdict": self.verdict.value,
+                "outside_calibration": list(self.outside)}
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,10 @@ class PsnrPredictor:
     map_slope: float
     map_sigma: float
     points: tuple[dict[str, Any], ...] = field(default=())  # name, source, target, published, features, loo
+    # The span of the calibration points over the requested feature set (even where the fit shrank it):
+    # feature -> (low, high) already widened by RANGE_MARGIN_SD.
+    span: dict[str, tuple[float, float]] = field(default_factory=dict)
+    too_few: str = ""  # why this predictor decides nothing (too few points for its features), else ""
 
     def predict(self, run: ProxyRun) -> Prediction:
         z = self._standardise(run)
@@ -150,9 +168,22 @@ class PsnrPredictor:
         psnr = self.map_intercept + self.map_slope * on_valid
         half_published = math.hypot(self.map_slope * half, Z_COVERAGE * self.map_sigma)
         low, high = psnr - half_published, psnr + half_published
-        verdict = (Verdict.FEASIBLE if low >= self.floor else
+        outside = self.outside(run)
+        verdict = (Verdict.OUTSIDE if outside else Verdict.UNCERTAIN if self.too_few else
+                   Verdict.FEASIBLE if low >= self.floor else
                    Verdict.INFEASIBLE if high < self.floor else Verdict.UNCERTAIN)
-        return Prediction(on_valid, on_valid - half, on_valid + half, psnr, low, high, verdict)
+        return Prediction(on_valid, on_valid - half, on_valid + half, psnr, low, high, verdict, outside)
+
+    def outside(self, run: ProxyRun) -> tuple[str, ...]:
+        """The features of `run` beyond the calibration points' span (widened by RANGE_MARGIN_SD)."""
+        found = []
+        for name, (low, high) in self.span.items():
+            feature = Feature(name)
+            if feature is Feature.LOG_ACTIVATIONS and run.activations_m is None:
+                continue
+            if not low <= run.feature(feature) <= high:
+                found.append(name)
+        return tuple(found)
 
     def _standardise(self, run: ProxyRun) -> np.ndarray:
         raw = np.array([run.feature(Feature(name)) for name in self.features])
@@ -160,20 +191,25 @@ class PsnrPredictor:
 
     def describe(self) -> str:
         terms = " ".join(f"{c:+.3f}*z({n})" for n, c in zip(self.features, self.coef))
+        spans = ", ".join(f"{name} {low:.2f}..{high:.2f}" for name, (low, high) in self.span.items())
         return (f"on validation images: {self.intercept:.3f} {terms} (ridge {self.ridge:g}, 80% half-width "
                 f"{self.residual_quantile:.3f} dB x sqrt(1 + leverage)); published = {self.map_intercept:.3f} + "
-                f"{self.map_slope:.3f} x that (scatter {self.map_sigma:.3f} dB); {len(self.points)} calibration points")
+                f"{self.map_slope:.3f} x that (scatter {self.map_sigma:.3f} dB); {len(self.points)} calibration points"
+                + (f"; calibrated span {spans}" if spans else "")
+                + (f"; {self.too_few}" if self.too_few else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PsnrPredictor:
-        values = {k: data[k] for k in cls.__dataclass_fields__}
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("span", "too_few")}
         values["features"] = tuple(values["features"])
         values["mean"], values["scale"], values["coef"] = (tuple(values[k]) for k in ("mean", "scale", "coef"))
         values["gram_inverse"] = tuple(tuple(row) for row in values["gram_inverse"])
         values["points"] = tuple(values["points"])
+        values["span"] = {name: tuple(bounds) for name, bounds in data.get("span", {}).items()}
+        values["too_few"] = data.get("too_few", "")
         return cls(**values)
 
 
@@ -184,9 +220,12 @@ def fit_predictor(points: Sequence[CalibrationPoint], *, floor: float, features:
     (default: the points that have a published figure)."""
     if len(points) < 2:
         raise ValueError("the PSNR predictor needs at least two calibration points")
-    names = FEATURE_SETS[features] if features in FEATURE_SETS else _unknown_features(features)
-    if len(points) < MIN_POINTS_PER_FEATURE * len(names):
+    requested = FEATURE_SETS[features] if features in FEATURE_SETS else _unknown_features(features)
+    names, too_few = requested, ""
+    if len(points) < MIN_POINTS_PER_FEATURE * len(requested):
         names = FEATURE_SETS["proxy"]
+        too_few = (f"fitted on {len(points)} calibration points, too few for {features} "
+                   f"({MIN_POINTS_PER_FEATURE * len(requested)} needed): it decides nothing (uncertain at best)")
     raw = np.array([[p.run.feature(n) for n in names] for p in points])
     y = np.array([p.target for p in points])
     mean, scale = raw.mean(axis=0), raw.std(axis=0)
@@ -206,7 +245,21 @@ def fit_predictor(points: Sequence[CalibrationPoint], *, floor: float, features:
         floor=float(floor), features=tuple(n.value for n in names), mean=tuple(map(float, mean)),
         scale=tuple(map(float, scale)), coef=tuple(map(float, coef)), intercept=float(intercept), ridge=float(ridge),
         gram_inverse=tuple(tuple(map(float, row)) for row in gram_inverse), residual_quantile=quantile,
-        map_intercept=map_intercept, map_slope=map_slope, map_sigma=map_sigma, points=rows)
+        map_intercept=map_intercept, map_slope=map_slope, map_sigma=map_sigma, points=rows,
+        span=calibrated_span(points, requested), too_few=too_few)
+
+
+def calibrated_span(points: Sequence[CalibrationPoint], features: Sequence[Feature], *,
+                    margin_sd: float = RANGE_MARGIN_SD) -> dict[str, tuple[float, float]]:
+    """feature -> (low, high): the points' span widened by `margin_sd` of the feature's spread over them."""
+    span = {}
+    for feature in features:
+        if feature is Feature.LOG_ACTIVATIONS and any(p.run.activations_m is None for p in points):
+            continue
+        values = np.array([p.run.feature(feature) for p in points])
+        margin = margin_sd * float(values.std())
+        span[feature.value] = (float(values.min()) - margin, float(values.max()) + margin)
+    return span
 
 
 def fit_published_map(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, float]:

@@ -15,9 +15,10 @@ import numpy as np
 from scipy import stats
 
 from search.verdict.calibration import (DEFAULT_FEATURES, FEATURE_SETS, CalibrationPoint, ProxyRun, Verdict,
-                                fit_predictor)
+                                        fit_predictor)
 
 UNDER_FLOOR_MARGIN = 0.10  # dB: "published under the floor" means under floor - this, as the issue's 28.90
+DECIDABLE_MARGIN = 0.10  # dB: a network published this far from the floor, either side, ought to be decided
 
 
 def calibration_points(rows: Sequence[dict[str, Any]], *, bicubic_psnr: float) -> list[CalibrationPoint]:
@@ -69,7 +70,17 @@ def verdict_table(results: Sequence[dict[str, Any]], *, floor: float) -> dict[st
     return {**counts,
             "above_called_infeasible": [r["name"] for r in above if r["verdict"] == Verdict.INFEASIBLE.value],
             "under_called_feasible": [r["name"] for r in under if r["verdict"] == Verdict.FEASIBLE.value],
-            "uncertain_share": float(np.mean([r["verdict"] == Verdict.UNCERTAIN.value for r in results]))}
+            "uncertain_share": float(np.mean([r["verdict"] == Verdict.UNCERTAIN.value for r in results])),
+            **decided_share(results, floor=floor)}
+
+
+def decided_share(results: Sequence[dict[str, Any]], *, floor: float) -> dict[str, Any]:
+    """Of the networks published DECIDABLE_MARGIN or more from the floor, how many got a decided verdict (feasible
+    or infeasible): what promotion through longer rungs is for."""
+    away = [r for r in results if abs(r["published"] - floor) >= DECIDABLE_MARGIN]
+    decided = [r["name"] for r in away if Verdict(r["verdict"]).decided]
+    return {"away_from_floor": len(away), "decided_away_from_floor": decided,
+            "decided_share_away_from_floor": len(decided) / len(away) if away else math.nan}
 
 
 def by_family(results: Sequence[dict[str, Any]], families: dict[str, Sequence[str]]) -> dict[str, Any]:
@@ -112,6 +123,33 @@ def _agreement(predicted: np.ndarray, actual: np.ndarray, low: Sequence[float], 
     }
 
 
+def extrapolation(points: Sequence[CalibrationPoint], results: Sequence[dict[str, Any]], *,
+                  features: str = DEFAULT_FEATURES, margins: Sequence[float] = (0.0, 0.25, 0.5, 1.0)) -> dict[str, Any]:
+    """How the leave-one-out error grows beyond the span of the other points: for each margin (in standard deviations
+    of a feature over the others), the points lying further out than it on some feature, and the mean absolute error
+    (on the validation images) beyond and within it. What RANGE_MARGIN_SD, the predictor's guard, rests on."""
+    names = FEATURE_SETS[features]
+    distance = []
+    for i, point in enumerate(points):
+        others = [p for j, p in enumerate(points) if j != i]
+        far = 0.0
+        for name in names:
+            values = np.array([p.run.feature(name) for p in others])
+            value, spread = point.run.feature(name), float(values.std()) or 1.0
+            far = max(far, (values.min() - value) / spread, (value - values.max()) / spread)
+        distance.append(far)
+    error = np.array([abs(r["on_valid"] - r["target"]) for r in results])
+    distance_a = np.array(distance)
+    table = {}
+    for margin in margins:
+        beyond = distance_a > margin
+        table[f"{margin:g}"] = {"beyond": int(beyond.sum()),
+                                "mae_beyond": float(error[beyond].mean()) if beyond.any() else math.nan,
+                                "mae_within": float(error[~beyond].mean()) if (~beyond).any() else math.nan}
+    return {"features": features, "by_margin_sd": table,
+            "beyond_span": {p.name: round(d, 2) for p, d in zip(points, distance) if d > 0}}
+
+
 def rank_only(points: Sequence[CalibrationPoint]) -> dict[str, float]:
     """The proxy PSNR alone (no predictor): Spearman against both targets, the figure the predictor must beat."""
     proxy = [p.run.curve[-1][1] for p in points]
@@ -140,7 +178,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  verdicts, published >= floor: {v['published_at_or_above_floor']}; published < floor - 0.1: "
                      f"{v['published_under_floor_minus_0.1']}; uncertain share {v['uncertain_share']:.0%}; errors: "
                      f"{v['above_called_infeasible'] or 'none'} above called infeasible, "
-                     f"{v['under_called_feasible'] or 'none'} under called feasible")
+                     f"{v['under_called_feasible'] or 'none'} under called feasible; decided "
+                     f"{len(v['decided_away_from_floor'])} of the {v['away_from_floor']} published 0.10 dB or more "
+                     f"from the floor")
     for family, f in summary["by_family"].items():
         residual = f"{f['mean_residual']:+.3f} dB" if f["mean_residual"] is not None else "-"
         lines.append(f"  family {family:<18} n={f['n']:<3} mean residual (official - predicted) {residual}")
@@ -154,6 +194,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  features chosen inside each fold (nested): Spearman {f['spearman']:+.2f}  MAE {f['mae']:.3f}  "
                      f"coverage {f['coverage_80']:.0%}  width {f['median_width']:.2f}; chosen "
                      + ", ".join(f"{name} x{count}" for name, count in nested["chosen"].items()))
+    extra = summary.get("extrapolation")
+    if extra:
+        lines.append("  beyond the others' span (leave-one-out): " + "; ".join(
+            f">{margin} sd: {f['beyond']} entries, MAE {f['mae_beyond']:.3f} dB (within {f['mae_within']:.3f})"
+            for margin, f in extra["by_margin_sd"].items()))
     for row in summary["zoo"]:
         lines.append(f"  zoo {row['name']:<5} proxy {row['proxy_psnr']:.2f}  predicted {row['psnr_predicted']:.2f} "
                      f"[{row['psnr_low']:.2f}, {row['psnr_high']:.2f}] {row['verdict']:<10} full-training level "

@@ -32,9 +32,14 @@ SHIPPED = Path(__file__).with_name("calibration_points.json")
 
 @functools.cache
 def shipped() -> dict[str, Any]:
-    """The shipped figures: {"setting": ..., "references": {name: target}, "points": [...]} (empty when absent).
-    Read once per process: every trial's predictor fit asks for them. Callers copy what they keep."""
+    """The shipped figures: {"valid": ..., "references": {name: target}, "settings": [{"rung", "setting", "points",
+    "reference_runs"}]} (empty when absent). Read once per process: every trial's predictor fit asks for them.
+    Callers copy what they keep."""
     return json.loads(SHIPPED.read_text()) if SHIPPED.is_file() else {}
+
+
+def _shipped_setting(key: dict[str, Any]) -> dict[str, Any] | None:
+    return next((entry for entry in shipped().get("settings", []) if entry["setting"] == key), None)
 
 
 def setting_key(*, data: SRDataset, budget: train_proxy.Budget, seed: int, device: str) -> dict[str, Any]:
@@ -56,14 +61,23 @@ def reference_targets(*, data: SRDataset, published: dict[str, float],
 
 
 def shipped_points(*, key: dict[str, Any]) -> list[CalibrationPoint]:
-    """The shipped kit points, when they were measured in exactly this setting."""
-    figures = shipped()
-    if not figures or figures.get("setting") != key:
+    """The shipped kit points, when they were measured in exactly this setting (budget, rung, data, seed, device)."""
+    entry = _shipped_setting(key)
+    if entry is None:
         return []
     return [CalibrationPoint(name=p["name"], run=ProxyRun(tuple(map(tuple, p["curve"])), p["params"], p.get("activations_m")),
                              target=p["target"], published=p.get("published"), source="shipped kit",
                              edition=p.get("edition"))
-            for p in figures["points"]]
+            for p in entry["points"]]
+
+
+def shipped_reference_run(*, key: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A reference's shipped proxy run in exactly this setting ({"psnr", "psnr_curve", "params", "activations_m",
+    "train_seconds"}), or None: measured by bench.zoo_fidelity with the search's trainer, so a study reads it
+    instead of training the reference again at a promotion rung."""
+    entry = _shipped_setting(key)
+    run = entry.get("reference_runs", {}).get(name) if entry else None
+    return dict(run) if run else None
 
 
 def kit_points(kit_dir: str | Path, *, data: SRDataset, budget: train_proxy.Budget, seed: int, device: str,
