@@ -115,7 +115,7 @@ def why_not_climb(study: optuna.Study, *, objective: TrialObjective, ladder: Lad
     estimate_s = training_estimate(study, objective=objective, ladder=ladder, number=number, rung=rung + 1)
     if estimate_s > room_s:
         return (f"the promotion budget ({objective.settings.confirm_minutes:g} min) leaves "
-                f"{max(room_s, 0.0) / 60:.1f} min, rung {rung + 1} would take about {estimate_s / 60:.1f}"), estimate_s
+                f"{max(room_s, 0.0) / 60:.1f} min, rung {rung + 1} would take about {estimate_s / 60:.1f} min"), estimate_s
     return None, estimate_s
 
 
