@@ -39,14 +39,16 @@ def shipped_rungs() -> dict[int, dict[str, CalibrationPoint]]:
 def compare(rungs: dict[int, dict[str, CalibrationPoint]], *, features: str) -> dict[str, Any]:
     """Leave-one-out at each rung on the entries every rung holds, with `features` and with size alone."""
     common = sorted(set.intersection(*(set(points) for points in rungs.values())))
+    map_points = list(rungs[0].values())  # the published map, as a search fits it: on every known network
     figures: dict[str, Any] = {"entries": common, "features": features, "rungs": {}}
     for rung, points in rungs.items():
         chosen = [points[name] for name in common]
-        results = fidelity.leave_one_out(chosen, floor=FLOOR, features=features)
+        results = fidelity.leave_one_out(chosen, floor=FLOOR, features=features, map_points=map_points)
         figures["rungs"][rung] = {
             "steps": chosen[0].run.curve[-1][0] if chosen else None,
             "predictor": fidelity.score(results, floor=FLOOR),
-            "size_alone": fidelity.score(fidelity.leave_one_out(chosen, floor=FLOOR, features="size"), floor=FLOOR),
+            "size_alone": fidelity.score(fidelity.leave_one_out(chosen, floor=FLOOR, features="size",
+                                                                map_points=map_points), floor=FLOOR),
             "proxy_alone": fidelity.rank_only(chosen),
             "extrapolation": fidelity.extrapolation(chosen, results, features=features),
             "predictions": results}

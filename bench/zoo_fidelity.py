@@ -132,7 +132,7 @@ def families(rows: list[dict[str, Any]], *, bicubic_psnr: float) -> dict[str, li
 
 
 def judge_zoo(zoo: list[dict[str, Any]], kit_points: list[CalibrationPoint], *, floor: float,
-              features: str) -> list[dict[str, Any]]:
+              features: str, map_points: list[CalibrationPoint] = ()) -> list[dict[str, Any]]:
     """Each zoo reference predicted by a predictor fitted on the kit without its twin entry (the same network),
     against its published figure, or, without one on this scale (SPAN), its official weights' PSNR carried to the
     published scale by the kit's map."""
@@ -141,7 +141,9 @@ def judge_zoo(zoo: list[dict[str, Any]], kit_points: list[CalibrationPoint], *, 
         if "skipped" in row:
             continue
         points = [p for p in kit_points if p.name != row.get("twin")]
-        predictor = fit_predictor(points, floor=floor, features=features)
+        pairs = {p.name: (p.target, p.published) for p in [*map_points, *points]
+                 if p.published is not None and p.name != row.get("twin")}
+        predictor = fit_predictor(points, floor=floor, features=features, published_points=list(pairs.values()))
         prediction = predictor.predict(ProxyRun.from_record(row))
         level = row["published"] if row["published"] is not None else (
             predictor.map_intercept + predictor.map_slope * row["official_psnr"])
@@ -229,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     scored = [r for r in rows if fidelity.usable(r, bicubic_psnr=bicubic)]
     scored += twins_not_measured(zoo, scored)
     points = fidelity.calibration_points(scored, bicubic_psnr=bicubic)
-    results = fidelity.leave_one_out(points, floor=options.floor, features=options.features)
+    # At a promotion rung the published map is fitted as a search fits it: on the rung-0 points too.
+    map_points = known_quality.shipped_points(key=known_quality.setting_key(
+        data=data, budget=ladder.budget(0), seed=options.seed, device="cpu")) if options.rung else []
+    results = fidelity.leave_one_out(points, floor=options.floor, features=options.features, map_points=map_points)
     summary = {
         "bicubic_psnr": bicubic, "features": options.features, "floor": options.floor,
         "trained": len(scored),
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "by_family": fidelity.by_family(results, families(scored, bicubic_psnr=bicubic)),
         "feature_sets": fidelity.compare_feature_sets(points, floor=options.floor),
         "nested_choice": fidelity.nested_feature_choice(points, floor=options.floor),
-        "zoo": judge_zoo(zoo, points, floor=options.floor, features=options.features),
+        "zoo": judge_zoo(zoo, points, floor=options.floor, features=options.features, map_points=map_points),
         "proxy_alone": fidelity.rank_only(points),
         "extrapolation": fidelity.extrapolation(points, results, features=options.features),
     }

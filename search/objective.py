@@ -147,8 +147,12 @@ class TrialObjective:
                                                           validation=self.edition.validation)
         calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
         known = self.known_points if points is None else points
-        return fit_predictor(known_quality.reference_points(calibrating, targets, published, source=source) + known,
-                             floor=self.settings.floor, features=self.settings.predictor)
+        fitted = known_quality.reference_points(calibrating, targets, published, source=source) + known
+        # The published map relates trained weights' PSNR to the published figure, whatever the proxy's budget:
+        # every known network with both figures gives it (a rung's fewer points would give a noisier map).
+        pairs = {p.name: (p.target, p.published) for p in [*self.known_points, *fitted] if p.published is not None}
+        return fit_predictor(fitted, floor=self.settings.floor, features=self.settings.predictor,
+                             published_points=list(pairs.values()))
 
     def early_stop_rule(self, curve: list[list[float]] | None):
         """Stop a candidate whose PSNR at a checkpoint falls `early_stop_margin` dB under the curve of the

@@ -1,14 +1,14 @@
 """Promotion: settle the verdict of the candidates that could win by training them longer, rung by rung.
 
-After the trials, the leader (the best-ranked sampled candidate whose verdict is not infeasible) is either
-feasible, and wins, or undecided; then it climbs one rung of the ladder (`search.verdict.rungs`): it is trained
-from scratch at reduction_factor times the steps, the references and the calibration points of that rung are
-measured (read from the study, the shipped points or the machine's cache when they were measured before), the
-rung's predictor is fitted, and the candidate gets that rung's verdict, which replaces the lower rungs' (they
-stay recorded). It goes on until the winner is decided, the leader is undecided at the top rung, the top
-1/reduction_factor of a rung have all been promoted (successive halving), or the next training would pass
-`confirm_minutes` of promotion in this study (`promotion_seconds`, summed over runs: rerunning with a larger
-budget continues the ladder, and nothing stored is trained again).
+After the trials, the undecided candidates ranked ahead of the best feasible one (every candidate that keeps the
+floor while none is feasible) climb the ladder (`search.verdict.rungs`), best-ranked first: one is trained from
+scratch at reduction_factor times the steps, the references and the calibration points of that rung are measured
+(read from the study, the shipped points or the machine's cache when they were measured before), the rung's
+predictor is fitted, and the candidate gets that rung's verdict, which replaces the lower rungs' (they stay
+recorded). It goes on until the best-ranked candidate that keeps the floor is feasible, or none ahead of it can
+climb: the top rung, the rung's share (the top 1/reduction_factor of those that reached the rung below:
+successive halving), or `confirm_minutes` of promotion in this study (`promotion_seconds`, summed over runs:
+rerunning with a larger budget continues the ladder, and nothing stored is trained again).
 """
 
 from __future__ import annotations
@@ -62,44 +62,61 @@ def ladder_of(objective: TrialObjective) -> Ladder:
 
 
 def promote(study: optuna.Study, *, objective: TrialObjective, board: pd.DataFrame, say: Printer) -> Outcome:
-    """Climb the ladder with the leader of `board` (the track's leaderboard at rung 0) until its verdict is decided,
-    or the top rung, the rung's share or the time budget stops it."""
+    """Climb the ladder with the undecided candidates ranked ahead of the best feasible one (all of them while none
+    is feasible), the best-ranked first, until the best-ranked candidate that keeps the floor is decided, or none
+    of those ahead of it can climb: top rung, the rung's share, or the time budget."""
     ladder = ladder_of(objective)
     allowed_s = objective.settings.confirm_minutes * 60.0
     outcome = Outcome(ladder, spent_s=float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)))
     order = [int(n) for n in board.loc[board["name"] == "trial", "number"]]
     while True:
         verdicts = current_verdicts(study, order)
-        leader = next((n for n in promotion_order(order, verdicts) if verdicts[n]["verdict"] != Verdict.INFEASIBLE.value),
-                      None)
-        if leader is None:
+        kept = [n for n in promotion_order(order, verdicts) if verdicts[n]["verdict"] != Verdict.INFEASIBLE.value]
+        if not kept:
             outcome.stopped = "no candidate keeps the floor at its highest rung"
             return outcome
-        rung = verdicts[leader]["rung"]
-        if verdicts[leader]["verdict"] == Verdict.FEASIBLE.value:
-            outcome.stopped = f"the winner #{leader} is decided: feasible at rung {rung}"
+        best = next((i for i, n in enumerate(kept) if verdicts[n]["verdict"] == Verdict.FEASIBLE.value), len(kept))
+        if best == 0:
+            outcome.stopped = f"the winner #{kept[0]} is decided: feasible at rung {verdicts[kept[0]]['rung']}"
             return outcome
-        if rung >= ladder.max_rung:
-            outcome.stopped = f"#{leader} is still undecided at the top rung ({rung})"
-            return outcome
-        share = ladder.promoted(reached(study, order, rung))
-        climbed = [n for n in order if rung + 1 in rung_records(study).get(n, {})]
-        if len(climbed) >= share:
-            outcome.stopped = (f"rung {rung + 1} holds its share of rung {rung} (the top {share} of "
-                               f"{reached(study, order, rung)}); #{leader} stays undecided at rung {rung}")
-            return outcome
-        estimate_s = training_estimate(study, objective=objective, ladder=ladder, number=leader, rung=rung + 1)
-        if allowed_s <= 0 or outcome.spent_s + estimate_s > allowed_s:
-            outcome.next_step = NextStep(leader, rung + 1, estimate_s / 60.0)
-            outcome.stopped = (f"the promotion budget ({objective.settings.confirm_minutes:g} min, "
-                               f"{outcome.spent_s / 60:.1f} spent) leaves no room for #{leader} at rung {rung + 1} "
-                               f"(about {estimate_s / 60:.1f} min)")
+        blocked = []
+        for number in kept[:best]:  # undecided, and ranked ahead of every feasible candidate
+            rung = verdicts[number]["rung"]
+            why, estimate_s = why_not_climb(study, objective=objective, ladder=ladder, order=order, number=number,
+                                            rung=rung, room_s=allowed_s - outcome.spent_s)
+            if why is None:
+                break
+            blocked.append((number, rung, why, estimate_s))
+        else:
+            leader, rung, why, estimate_s = blocked[0]
+            if estimate_s is not None:
+                outcome.next_step = NextStep(leader, rung + 1, estimate_s / 60.0)
+            outcome.stopped = (f"#{leader} stays {verdicts[leader]['verdict']} at rung {rung}: {why}"
+                               + (f"; the best-ranked decided one is #{kept[best]}, feasible" if best < len(kept)
+                                  else ""))
             return outcome
         started = time.monotonic()
-        climb(study, objective=objective, ladder=ladder, number=leader, rung=rung + 1, say=say)
+        climb(study, objective=objective, ladder=ladder, number=number, rung=rung + 1, say=say)
         outcome.spent_s += time.monotonic() - started
         study.set_user_attr(PROMOTION_SECONDS, outcome.spent_s)
-        outcome.trained.append((leader, rung + 1))
+        outcome.trained.append((number, rung + 1))
+
+
+def why_not_climb(study: optuna.Study, *, objective: TrialObjective, ladder: Ladder, order: list[int], number: int,
+                  rung: int, room_s: float) -> tuple[str | None, float | None]:
+    """(why trial `number` cannot climb from `rung` now, or None; the next rung's estimated seconds, when known)."""
+    if rung >= ladder.max_rung:
+        return f"the top rung ({rung})", None
+    share = ladder.promoted(reached(study, order, rung))
+    climbed = sum(rung + 1 in runs for runs in rung_records(study).values())
+    if climbed >= share:
+        return (f"rung {rung + 1} holds its share of rung {rung} (the top {share} of "
+                f"{reached(study, order, rung)})"), None
+    estimate_s = training_estimate(study, objective=objective, ladder=ladder, number=number, rung=rung + 1)
+    if estimate_s > room_s:
+        return (f"the promotion budget ({objective.settings.confirm_minutes:g} min) leaves "
+                f"{max(room_s, 0.0) / 60:.1f} min, rung {rung + 1} would take about {estimate_s / 60:.1f} min"), estimate_s
+    return None, estimate_s
 
 
 def current_verdicts(study: optuna.Study, numbers: list[int]) -> dict[int, dict[str, Any]]:

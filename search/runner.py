@@ -186,8 +186,8 @@ def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None
     objective = outcome = None
     if settings.confirm_minutes > 0 and (board["name"] == "trial").any():
         objective = make_objective(settings, study)
-        say(f"\npromotion: the leading undecided candidate climbs rungs of {settings.reduction_factor}x the steps "
-            f"(rungs 0..{settings.max_rung}), {settings.confirm_minutes:g} min at most in this study:")
+        say(f"\npromotion: the undecided candidates ranked ahead climb rungs of {settings.reduction_factor}x the "
+            f"steps (rungs 0..{settings.max_rung}), {settings.confirm_minutes:g} min at most in this study:")
         outcome = promote(study, objective=objective, board=board, say=say)
         say(f"  stopped: {outcome.stopped}")
         frame, references, board = read_study(study, track=track, edition=edition)

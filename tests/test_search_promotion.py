@@ -40,7 +40,8 @@ def outcomes(monkeypatch):
                                                           "train_wall_seconds": 10.0 * 4 ** rung})
 
     monkeypatch.setattr(promotion, "climb", climb)
-    monkeypatch.setattr(promotion, "training_estimate", lambda study, *, number, rung, **kw: 10.0 * 4 ** rung)
+    monkeypatch.setattr(promotion, "training_estimate",
+                        lambda study, *, number, rung, **kw: planned.get(("seconds", number, rung), 10.0 * 4 ** rung))
     return planned, trained
 
 
@@ -84,12 +85,24 @@ def test_the_time_budget_stops_before_a_training_and_a_larger_one_resumes_withou
     outcome = promotion.promote(study, objective=objective(confirm_minutes=0.5), board=board, say=print)
     # 40 s for rung 1 fits in 30? no: nothing is trained, and the next step is said with its time
     assert trained == [] and outcome.next_step == promotion.NextStep(0, 1, pytest.approx(40 / 60))
-    assert "leaves no room for #0 at rung 1" in outcome.stopped
+    assert outcome.stopped == ("#0 stays uncertain at rung 0: the promotion budget (0.5 min) leaves 0.5 min, rung 1 "
+                               "would take about 0.7 min")
     outcome = promotion.promote(study, objective=objective(confirm_minutes=5), board=board, say=print)
-    assert trained == [(0, 1), (0, 2)] and "still undecided at the top rung (2)" in outcome.stopped
+    assert trained == [(0, 1), (0, 2)] and outcome.stopped.startswith("#0 stays uncertain at rung 2: the top rung")
     outcome = promotion.promote(study, objective=objective(confirm_minutes=50), board=board, say=print)
     assert trained == [(0, 1), (0, 2)]  # a rerun: what is stored is not trained again
     assert promotion.current_verdicts(study, [0])[0]["rung"] == 2
+
+
+def test_when_the_leader_cannot_climb_in_time_the_next_one_may_decide_the_winner(outcomes):
+    planned, trained = outcomes
+    study, board = study_of(["uncertain"] * 8)  # 8 // 4: two of rung 0 may climb
+    planned.update({(0, 1): "uncertain", ("seconds", 0, 2): 3000.0, (1, 1): "feasible"})
+    outcome = promotion.promote(study, objective=objective(confirm_minutes=5), board=board, say=print)
+    assert trained == [(0, 1), (1, 1)]  # #0 would need 50 min at rung 2: #1, next, fits and is decided
+    assert outcome.stopped.startswith("#0 stays uncertain at rung 1: the promotion budget")
+    assert outcome.stopped.endswith("the best-ranked decided one is #1, feasible")
+    assert outcome.next_step == promotion.NextStep(0, 2, 50.0)
 
 
 def test_no_promotion_budget_trains_nothing(outcomes):

@@ -32,13 +32,18 @@ def usable(row: dict[str, Any], *, bicubic_psnr: float) -> bool:
     return "skipped" not in row and row.get("official_psnr") is not None and row["official_psnr"] > bicubic_psnr
 
 
-def leave_one_out(points: Sequence[CalibrationPoint], *, floor: float, features: str = DEFAULT_FEATURES
-                  ) -> list[dict[str, Any]]:
-    """One row per point: its prediction by a predictor fitted on the others."""
+def leave_one_out(points: Sequence[CalibrationPoint], *, floor: float, features: str = DEFAULT_FEATURES,
+                  map_points: Sequence[CalibrationPoint] = ()) -> list[dict[str, Any]]:
+    """One row per point: its prediction by a predictor fitted on the others. `map_points`: more networks whose
+    (trained weights' PSNR, published figure) pairs the published map is fitted on, as a search fits it on every
+    known network (at a promotion rung: the rung-0 points too); the held-out network's own pair never is."""
     results = []
     for i, point in enumerate(points):
         others = [p for j, p in enumerate(points) if j != i]
-        prediction = fit_predictor(others, floor=floor, features=features).predict(point.run)
+        pairs = {p.name: (p.target, p.published) for p in [*map_points, *others]
+                 if p.published is not None and p.name != point.name}
+        prediction = fit_predictor(others, floor=floor, features=features,
+                                   published_points=list(pairs.values())).predict(point.run)
         results.append({"name": point.name, "target": point.target, "published": point.published,
                         **{k: getattr(prediction, k) for k in ("on_valid", "on_valid_low", "on_valid_high",
                                                                 "psnr", "low", "high")},
