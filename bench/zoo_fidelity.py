@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         "extrapolation": fidelity.extrapolation(points, results, features=options.features),
     }
     print(fidelity.format_summary(summary))
-    out = write_json(options.out or result_path("zoo_fidelity" if options.rung == 0 else f"zoo_fidelity_rung{options.rung}"),
+    default = "zoo_fidelity" if options.rung == 0 else f"zoo_fidelity_rung{options.rung}"
+    out = write_json(options.out or result_path(default),
                      {"kit": str(options.kit), "rung": options.rung, "budget": budget.to_dict(), "seed": options.seed,
                       "rows": rows, "zoo_rows": zoo, "predictions": results, "summary": summary})
     print(f"wrote {out}")
