@@ -24,6 +24,7 @@ from torch import nn
 
 from bench.common import REPO, write_result
 from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
+from spaces.builder import build_model
 from spaces.kit import KitEntry, read_kit
 from spaces.model_file import DataRange, ModelFileError
 
@@ -81,7 +82,7 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
                            "official": None, "ours": None, "agree": None, "published_mismatches": None,
                            "not_built": None}
     try:
-        model = entry.model.build()
+        model = build_model(entry.model)
     except ModelFileError as error:
         # The first clause of the reason, with paths inside the kit shown relative to it.
         reason = str(error).removeprefix(f"{entry.model.label}: ").replace(f"{Path(kit_dir).resolve()}/", "")
