@@ -121,8 +121,8 @@ def check_options_apply(options: ModelOptions, archs: Sequence[Architecture], *,
     allowed = CONFIG_WEIGHT_OPTIONS if config_weights else ()
     refused = options.flags([name for name in MODEL_FILE_OPTIONS if name not in allowed])
     if refused:
-        raise ModelFileError(f"{', '.join(refused)} apply to model files (path/to/models/x.py:Factory) and kit entries "
-                             f"(EDITION:ID), and no model given is one")
+        raise ModelFileError(f"{', '.join(refused)} {'applies' if len(refused) == 1 else 'apply'} to model files "
+                             "(path/to/models/x.py:Factory) and kit entries (EDITION:ID), and no model given is one")
 
 
 def load_trained(arch: Architecture, *, label: str, options: ModelOptions = ModelOptions(),

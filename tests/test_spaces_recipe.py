@@ -410,7 +410,7 @@ def test_a_kit_entrys_recipe_is_overridden_by_the_options_given(kit, capsys):
     code, _, err = cli(capsys, "evaluate", "2025:7", "--kit", str(kit), "--data-range", "7")
     assert code == 2 and "data range must be 1" in err
     code, _, err = cli(capsys, "evaluate", "imdn", "--after-load", "fuse")
-    assert code == 2 and "--after-load apply to model files" in err
+    assert code == 2 and "--after-load applies to model files" in err
 
 
 def test_the_manifest_columns_are_optional_and_checked(kit):
