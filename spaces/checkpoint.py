@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from spaces.errors import ModelFileError, first_line
+from spaces.user_code import failure
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +54,19 @@ def read_state_dict(path: str | Path, *, state_key: str | None = None,
 
 
 def load_weights(network: nn.Module, state: dict[str, torch.Tensor], *, strict: bool, label: str,
-                 source: str | Path, hint: str = "") -> dict[str, int]:
+                 source: str | Path, hint: str = "", cpu_shim: bool = False) -> dict[str, int]:
     """`network.load_state_dict(state, strict=strict)`, as the kits call it: a file's own override runs (it may
     fuse branches while loading, and may return None). Returns what a non-strict load left out (counts; empty
-    when nothing), and logs it. `hint` ends the error of weights that do not fit."""
+    when nothing), and logs it. `hint` ends the error of weights that do not fit; `cpu_shim` says whether the
+    override ran with `.cuda()` a no-op (for the error's advice)."""
     try:
         result = network.load_state_dict(state, strict=strict)
     except RuntimeError as error:  # torch's own check: keys or shapes
         raise ModelFileError(f"{label}: weights {source} do not fit the model: {_mismatch_summary(error)}"
                              f"{f' ({hint})' if hint else ''}") from None
     except Exception as error:  # a model file's own load_state_dict
-        raise ModelFileError(f"{label}: load_state_dict with weights {source} raised {type(error).__name__}: "
-                             f"{first_line(error)}") from None
+        raise ModelFileError(f"{label}: load_state_dict with weights {source} raised "
+                             f"{failure(error, cpu_shim=cpu_shim)}") from None
     left_out = {"missing_keys": list(getattr(result, "missing_keys", None) or []),
                 "unexpected_keys": list(getattr(result, "unexpected_keys", None) or [])}
     if not any(left_out.values()):

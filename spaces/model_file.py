@@ -28,7 +28,7 @@ from torch import nn
 
 from spaces.checkpoint import read_state_dict
 from spaces.errors import ModelFileError, first_line
-from spaces.user_code import running_user_code
+from spaces.user_code import failure, running_user_code
 
 SCALE = 4
 PROBE_SHAPE = (1, 3, 32, 32)  # a forward at this size checks the output is x4 (small, divisible by 8 windows)
@@ -159,7 +159,7 @@ class ModelFile:
                 model = factory(*args) if isinstance(args, list) else factory(**args)
             except Exception as error:  # the user's constructor: any failure is reported in one line
                 raise ModelFileError(f"{self.label}: {self.factory}(...) raised "
-                                     f"{_with_cuda_hint(error, cpu_shim=self.cpu_shim)}") from None
+                                     f"{failure(error, cpu_shim=self.cpu_shim)}") from None
         if not isinstance(model, nn.Module):
             raise ModelFileError(f"{self.label}: {self.factory}(...) returned {type(model).__name__}, not a torch module")
         return model
@@ -209,7 +209,7 @@ def _import_factory(path: Path, name: str, *, cpu_shim: bool) -> Any:
         with _on_sys_path(root, top=module_name.split(".")[0]):
             module = importlib.import_module(module_name)
     except Exception as error:  # the user's module: any failure at import is reported in one line
-        raise ModelFileError(f"cannot import {path}: {_with_cuda_hint(error, cpu_shim=cpu_shim)}") from None
+        raise ModelFileError(f"cannot import {path}: {failure(error, cpu_shim=cpu_shim)}") from None
     if not hasattr(module, name):
         defined = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module))
         raise ModelFileError(f"{path} defines no {name!r}; its torch modules: {', '.join(defined) or 'none'}")
@@ -230,17 +230,6 @@ def _on_sys_path(root: Path, *, top: str):
         yield
     finally:
         sys.path.remove(str(root))
-
-
-def _with_cuda_hint(error: BaseException, *, cpu_shim: bool) -> str:
-    """The error in one line; where it is CUDA missing, what to do about it."""
-    text = f"{type(error).__name__}: {first_line(error)}"
-    if torch.cuda.is_available() or not any(word in text.lower() for word in ("cuda", "nvidia")):
-        return text
-    if cpu_shim:
-        return f"{text} (the code needs CUDA beyond .cuda(), which --cpu-shim makes a no-op: run it on a GPU machine)"
-    return (f"{text}: the constructor calls CUDA and this machine has no CUDA device; --cpu-shim makes .cuda() a "
-            "no-op here, as users of the kits do on a CPU, or run it on a GPU machine")
 
 
 def _half_hint(message: str) -> str:

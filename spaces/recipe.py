@@ -22,7 +22,7 @@ from torch import nn
 from spaces.checkpoint import load_weights
 from spaces.errors import ModelFileError, first_line
 from spaces.model_file import PROBE_SHAPE, DataRange, ModelFile, NativeDtype
-from spaces.user_code import running_user_code
+from spaces.user_code import failure, running_user_code
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ def prepare(arch: ModelFile, *, device: torch.device, weights: bool = True, floa
             if not arch.weights:
                 raise ModelFileError(f"{arch.label} has no weights; give a checkpoint (--weights)")
             record.update(load_weights(network, arch.state_dict(), strict=arch.strict, label=arch.label,
-                                       source=arch.weights, hint=FIT_HINT if arch.strict else ""))
+                                       source=arch.weights, hint=FIT_HINT if arch.strict else "",
+                                       cpu_shim=arch.cpu_shim))
             if arch.after_load:
-                record["after_load_calls"] = after_load(network, arch.after_load, label=arch.label)
+                record["after_load_calls"] = after_load(network, arch.after_load, label=arch.label,
+                                                        cpu_shim=arch.cpu_shim)
         network.eval()
         moved = network.to(device)  # as the kits do; a file's own .to() may take nothing else
         network = moved if isinstance(moved, nn.Module) else network
@@ -67,7 +69,7 @@ def prepare(arch: ModelFile, *, device: torch.device, weights: bool = True, floa
     return Prepared(model=DataRange(network, arch.data_range, dtype=native), record=record)
 
 
-def after_load(network: nn.Module, method: str, *, label: str) -> int:
+def after_load(network: nn.Module, method: str, *, label: str, cpu_shim: bool = False) -> int:
     """Call `method()` on every module of `network` that has it, in `modules()` order as the kits loop (a module a
     parent's call removed is not visited); the number of calls. A name no module has is refused: it is a typo."""
     calls = 0
@@ -78,7 +80,7 @@ def after_load(network: nn.Module, method: str, *, label: str) -> int:
                 step()
             except Exception as error:  # the file's own step
                 raise ModelFileError(f"{label}: after-load step {type(module).__name__}.{method}() raised "
-                                     f"{type(error).__name__}: {first_line(error)}") from None
+                                     f"{failure(error, cpu_shim=cpu_shim)}") from None
             calls += 1
     if not calls:
         raise ModelFileError(f"{label}: no module has a method {method!r} (the after-load step); check --after-load "

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from spaces.errors import first_line
+
 
 @contextlib.contextmanager
 def running_user_code(*, cpu_shim: bool) -> Iterator[bool]:
@@ -39,3 +41,14 @@ def _cuda_is_a_no_op() -> Iterator[None]:
 
 def _unchanged(self, *args, **kwargs):
     return self
+
+
+def failure(error: BaseException, *, cpu_shim: bool) -> str:
+    """A model file's error in one line; where it is CUDA missing, what to do about it."""
+    text = f"{type(error).__name__}: {first_line(error)}"
+    if torch.cuda.is_available() or not any(word in text.lower() for word in ("cuda", "nvidia")):
+        return text
+    if cpu_shim:
+        return f"{text} (the code needs CUDA beyond .cuda(), which --cpu-shim makes a no-op: run it on a GPU machine)"
+    return (f"{text}: the code calls CUDA and this machine has no CUDA device; --cpu-shim makes .cuda() a no-op "
+            "here, as users of the kits do on a CPU, or run it on a GPU machine")

@@ -87,7 +87,7 @@ def test_the_data_range_wrapper_runs_a_0_255_model_on_0_1_images(layout):
 @pytest.mark.parametrize("factory, fields, fragment", [
     ("Missing", {}, "defines no 'Missing'; its torch modules: Broken, NeedsGpu, Net, Wrong"),
     ("Broken", {}, "Broken(...) raised RuntimeError: bad hyper-parameters"),
-    ("NeedsGpu", {}, "the constructor calls CUDA"),
+    ("NeedsGpu", {}, "the code calls CUDA and this machine has no CUDA device; --cpu-shim"),
 ])
 def test_bad_model_files_give_one_clear_line(layout, factory, fields, fragment):
     if factory == "NeedsGpu" and torch.cuda.is_available():
