@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def model_options(options: argparse.Namespace):
     from spaces.resolve import ModelOptions
-    native = {"fp16": "float16", "fp32": "float32"}.get(options.dtype)  # bf16 is a latency dtype only
+    native = "float16" if options.dtype == "fp16" else None  # fp32 and bf16 are latency dtypes only
     return ModelOptions(kit=options.kit, model_args=options.model_args, weights=options.weights,
                         state_key=options.state_key, strip_prefix=options.strip_prefix, data_range=options.data_range,
                         strict=options.strict, after_load=options.after_load, dtype=native, cpu_shim=options.cpu_shim)
@@ -293,7 +294,7 @@ def evaluate_record(options: argparse.Namespace, *, edition) -> tuple:
     from spaces.resolve import check_options_apply, load_trained, resolve_architecture
     extra = model_options(options)
     label, arch = resolve_architecture(options.model, options=extra)
-    check_options_apply(extra, [arch], config_weights=True)
+    check_options_apply(dataclasses.replace(extra, dtype=None), [arch], config_weights=True)  # configs' latency dtype
     device = resolve_device(options.device)
     dtype = latency_dtype(options.dtype, [arch], device)
     data = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition)
@@ -352,7 +353,8 @@ def profile_records(options: argparse.Namespace, *, edition) -> list:
     from spaces.resolve import check_options_apply, resolve_architecture
     extra = model_options(options)
     resolved = [resolve_architecture(item, options=extra) for item in options.models]
-    check_options_apply(extra, [arch for _, arch in resolved], config_weights=False)
+    check_options_apply(dataclasses.replace(extra, dtype=None), [arch for _, arch in resolved],
+                        config_weights=False)  # --dtype is also the configs' latency dtype
     device = resolve_device(options.device)
     dtype = latency_dtype(options.dtype, [arch for _, arch in resolved], device)
     kwargs = {"repeats": options.repeats} if options.repeats else {}

@@ -411,6 +411,8 @@ def test_a_kit_entrys_recipe_is_overridden_by_the_options_given(kit, capsys):
     assert code == 2 and "data range must be 1" in err
     code, _, err = cli(capsys, "evaluate", "imdn", "--after-load", "fuse")
     assert code == 2 and "--after-load applies to model files" in err
+    code, _, err = cli(capsys, "profile", "imdn", "--dtype", "bf16", "--input", "3x8x8", "--repeats", "5")
+    assert code == 0, err  # --dtype is also the latency dtype of configs
 
 
 def test_the_manifest_columns_are_optional_and_checked(kit):
