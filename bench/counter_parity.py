@@ -5,8 +5,8 @@ For every entry of a kit folder (../shared/ntire-kits):
   on the embedded photographs with the kit's PSNR, then the kit's counter), against what `run_search.py profile` and
   `run_search.py evaluate` print for the same entry (`--json`, run in this process): params, FLOPs (the edition's
   counter), activations, #conv and PSNR; and the printed figures against those the challenge published;
-- `parity_row`: the network as built, counted by `evaluators.complexity` and by the kit's `utils/model_summary.py`
-  (the test `tests/test_evaluators_complexity_kit.py`).
+- `parity_row`: the network as built (no weights), counted by `evaluators.complexity` and by the kit's
+  `utils/model_summary.py` (the test `tests/test_evaluators_complexity_kit.py`).
 An entry whose constructor needs CUDA runs with `--cpu-shim` (the kit side with the same no-op `.cuda()`); entries
 that do not run here say why, in the toolkit's one line.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -96,7 +97,7 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
                            "official": None, "ours": None, "agree": None, "published_mismatches": None,
                            "not_built": None}
     try:
-        model = build_model(entry.model)
+        model = _built(entry)
     except ModelFileError as error:
         # The first clause of the reason, with paths inside the kit shown relative to it.
         reason = str(error).removeprefix(f"{entry.model.label}: ").replace(f"{Path(kit_dir).resolve()}/", "")
@@ -114,6 +115,16 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
     if tuple(input_shape) == COMPLEXITY_INPUT_SHAPE:
         row["published_mismatches"] = published_mismatches(entry, row["ours"])
     return row
+
+
+def _built(entry: KitEntry) -> nn.Module:
+    """The entry's network as built (no weights); with `.cuda()` a no-op where its constructor needs CUDA."""
+    try:
+        return build_model(entry.model)
+    except ModelFileError as error:
+        if "--cpu-shim" not in str(error):
+            raise
+    return build_model(dataclasses.replace(entry.model, cpu_shim=True))
 
 
 def recipe_row(entry: KitEntry, *, kit_dir: Path, pairs: list) -> dict[str, Any]:
