@@ -22,7 +22,7 @@ def build_model(arch: Architecture, *, device: torch.device = torch.device("cpu"
     """A freshly initialised network on `device`: [0, 1] RGB LR of any size -> x4 RGB in [0, 1], float32 (a model
     file through its recipe, without weights: what training starts from)."""
     if isinstance(arch, ModelFile):
-        return prepare(arch, device=device, weights=False, float32=True).model
+        return prepare(arch, device=device, training=True).model
     return SRNet(**arch.network_kwargs()).to(device)
 
 

@@ -39,30 +39,32 @@ class Prepared:
     record: dict[str, Any]
 
 
-def prepare(arch: ModelFile, *, device: torch.device, weights: bool = True, float32: bool = False) -> Prepared:
+def prepare(arch: ModelFile, *, device: torch.device, weights: bool = True, training: bool = False) -> Prepared:
     """Apply `arch`'s recipe on `device` (a resolved torch.device).
 
-    weights: load the file's checkpoint (a ModelFileError when it names none); False gives the freshly built network
-    (training from scratch; no after-load step, which belongs to trained weights). float32: run a float16 file in
-    float32 wherever it is (training keeps fp32 weights; autocast does the rest on a GPU).
+    weights: load the file's checkpoint (a ModelFileError when it names none); without, the after-load step still
+    runs on the fresh weights, so that the network counted is the one the kit counts. training: the fresh network
+    training starts from instead: no weights, no after-load step (it belongs to trained weights), float32 wherever
+    it runs (a float16 file through its dtype switch: training keeps fp32 weights; autocast does the rest on a GPU).
     """
-    record: dict[str, Any] = {"weights": arch.weights if weights else None, "strict": arch.strict,
+    load = weights and not training
+    record: dict[str, Any] = {"weights": arch.weights if load else None, "strict": arch.strict,
                               "after_load": arch.after_load or None, "dtype": arch.dtype.value}
     with running_user_code(cpu_shim=arch.cpu_shim) as shimmed:
         network = arch.construct()
-        if weights:
+        if load:
             if not arch.weights:
                 raise ModelFileError(f"{arch.label} has no weights; give a checkpoint (--weights)")
             record.update(load_weights(network, arch.state_dict(), strict=arch.strict, label=arch.label,
                                        source=arch.weights, hint=FIT_HINT if arch.strict else "",
                                        cpu_shim=arch.cpu_shim))
-            if arch.after_load:
-                record["after_load_calls"] = after_load(network, arch.after_load, label=arch.label,
-                                                        cpu_shim=arch.cpu_shim)
+        if arch.after_load and not training:
+            record["after_load_calls"] = after_load(network, arch.after_load, label=arch.label,
+                                                    cpu_shim=arch.cpu_shim)
         network.eval()
         moved = network.to(device)  # as the kits do; a file's own .to() may take nothing else
         network = moved if isinstance(moved, nn.Module) else network
-        native, record["ran_as"] = _precision(network, arch=arch, device=device, float32=float32)
+        native, record["ran_as"] = _precision(network, arch=arch, device=device, float32=training)
     record["cpu_shim"] = shimmed
     if arch.data_range == 1.0 and native is None:
         return Prepared(model=network, record=record)

@@ -266,6 +266,9 @@ def test_the_after_load_step_runs_on_every_module_that_has_it(kit, capsys):
     assert record["params"] == figures(prepared.model)[0] and record["recipe"]["after_load"] == "switch_deploy"
     with pytest.raises(ModelFileError, match="no module has a method 'switch_delpoy'"):
         prepare(spec(kit, "RepNet", after_load="switch_delpoy"), device=CPU)
+    fresh = spec(kit, "RepNet", weights=None, after_load="switch_deploy")
+    assert figures(prepare(fresh, device=CPU, weights=False).model)[0] == figures(prepared.model)[0]  # counted deployed
+    assert figures(build_model(fresh)) == figures(construct(kit, "RepNet"))  # trained in its training form
 
 
 # 3. Non-strict loading.
