@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import omp_wait  # noqa: F401  (first: OpenMP's wait policy, before torch is imported)
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def shape(text: str) -> tuple[int, int, int]:
 
 # The re-evaluation's options, folded into promotion: refused with one line that says what replaced them.
 REPLACED_BY_PROMOTION = ("--reeval-top", "--reeval-seeds", "--reeval-budget")
+
+
+# --dtype spellings of profile and evaluate -> the latency dtype's name (fp16 also marks model files as float16).
+PRECISIONS = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "half": "fp16",
+              "bf16": "bf16", "bfloat16": "bf16"}
+DTYPE_HELP = ("fp32 (the challenge's; default) | fp16 | bf16: the precision models are timed in. A model file or kit "
+              "entry given fp16 is one written for half precision (its manifest's dtype float16 says so too): "
+              "loaded and run in half, PSNR included, as its kit runs it on a GPU; on a CPU in fp32 through its own "
+              "dtype switch, said in the record (or refused in one line when its forward cannot)")
+
+
+def precision(text: str) -> str:
+    try:
+        return PRECISIONS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected fp32, fp16 or bf16, got {text!r}") from None
+
+
 KIT_RUNTIME_HELP = ("also time as the kits' test_demo.py does: each validation LR image at its own size, batch 1, "
                     "fp32, no warm-up, mean (the challenge's figure; the search uses the warm median ratio)")
 EDITION_HELP = "the NTIRE ESR edition whose rules apply: 2022 (default) ... 2026"
@@ -160,7 +179,7 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
-    p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
+    p.add_argument("--dtype", type=precision, help=DTYPE_HELP)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, help="timed calls per model")
     p.add_argument("--kit-runtime", action="store_true", help=KIT_RUNTIME_HELP)
@@ -173,22 +192,51 @@ def profile_parser() -> argparse.ArgumentParser:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """The options that complete a model file or kit entry named on the command line."""
+    """The options that complete a model file or kit entry named on the command line (its loading recipe)."""
     g = p.add_argument_group("model files (path/to/models/x.py:Factory) and kit entries (EDITION:ID)",
-                             "loading a model file runs its code, as the kits' test_demo.py does")
+                             "loading a model file runs its code, as the kits' test_demo.py does; for a kit entry, "
+                             "the options given replace its manifest's")
     g.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits): resolves EDITION:ID entries, and "
                                  "gives the zoo references their official weights in evaluate")
     g.add_argument("--model-args", help="constructor arguments as JSON (a list or an object)")
     g.add_argument("--weights", help="a checkpoint of the model (state dict, or nested under --state-key)")
     g.add_argument("--state-key", help="the checkpoint's entry holding the state dict (e.g. params, net)")
     g.add_argument("--strip-prefix", help="removed from every key of the state dict (e.g. module.)")
+    g.add_argument("--no-strict", dest="strict", action="store_false", default=None,
+                   help="load_state_dict(strict=False), as kits load some entries (extra or missing keys are said)")
+    g.add_argument("--after-load", metavar="NAME", help="a method called after loading on every module that has "
+                                                        "it, as kits do (e.g. switch_deploy, fuse, reparameterize)")
     g.add_argument("--data-range", type=float, help="1 (the model takes [0, 1]; default) or 255")
+    g.add_argument("--cpu-shim", action="store_true", default=None,
+                   help="make .cuda() a no-op while a model file's code runs on a machine without CUDA, as users of "
+                        "the kits do (off by default; the record says so)")
 
 
 def model_options(options: argparse.Namespace):
     from spaces.resolve import ModelOptions
+    native = "float16" if options.dtype == "fp16" else None  # fp32 and bf16 are latency dtypes only
     return ModelOptions(kit=options.kit, model_args=options.model_args, weights=options.weights,
-                        state_key=options.state_key, strip_prefix=options.strip_prefix, data_range=options.data_range)
+                        state_key=options.state_key, strip_prefix=options.strip_prefix, data_range=options.data_range,
+                        strict=options.strict, after_load=options.after_load, dtype=native, cpu_shim=options.cpu_shim)
+
+
+def latency_dtype(dtype: str | None, archs: list, device) -> str:
+    """The dtype the evaluators time in, checked before any work: fp32 unless given; fp16 on a CPU for model files
+    alone is fp32 (their recipe runs them in fp32 there), and is refused with a config among them (emulated)."""
+    from evaluators.latency import resolve_dtype
+    from spaces import ModelFile
+    dtype = dtype or "fp32"
+    if dtype == "fp16" and device.type == "cpu" and all(isinstance(arch, ModelFile) for arch in archs):
+        return "fp32"
+    resolve_dtype(dtype, device)
+    return dtype
+
+
+def model_prints_to_stderr():
+    """While a command builds and measures: the models' own prints go to stderr, so that stdout holds the
+    command's output alone (the JSON of --json)."""
+    import contextlib
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -204,7 +252,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--edition", default=DEFAULT_EDITION, help=EDITION_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--input", type=shape, help="CxHxW of the latency/memory input (default per device)")
-    p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16 (latency only; PSNR is fp32)")
+    p.add_argument("--dtype", type=precision, help=DTYPE_HELP + "; a config's PSNR is fp32 whatever the dtype")
     p.add_argument("--kit-runtime", action="store_true", help=KIT_RUNTIME_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON record")
     add_model_options(p)
@@ -214,68 +262,106 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def run_evaluate_command(options: argparse.Namespace) -> int:
     import json
 
-    import train_proxy
-    from data import load_dataset, to_tensor
     from data.embedded import SOURCE as EMBEDDED
     from editions import get_edition
-    from evaluators.device import resolve_device
-    from evaluators.profile import format_profile_table, profile_models
-    from spaces import build_model, check_x4, get_reference, inference_form
-    from spaces.resolve import load_trained, resolve_architecture
+    from evaluators.profile import format_profile_table
+    from spaces.recipe import describe
     edition = get_edition(options.edition)
     if options.valid_limit is not None and (options.data is None or options.valid_limit < 1):
         raise ValueError("--valid-limit needs --data and a positive count")
-    extra = model_options(options)
-    label, arch = resolve_architecture(options.model, options=extra)
-    model = load_trained(arch, label=label, options=extra)
-    check_x4(model, label=label)
-    data = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition)
-    device = resolve_device(options.device)
-    psnr = train_proxy.validation_psnr(model, data.valid, device=device)
-    bicubic = train_proxy.bicubic_baseline_psnr(data)
-    models = [(label, inference_form(model))]
-    images = [to_tensor(pair.lr) for pair in data.valid]
-    record, = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
-                             counter=edition.counter, device=device, input_shape=options.input, dtype=options.dtype,
-                             memory_images=images)
-    if options.kit_runtime:
-        add_kit_runtime([record], models, images=images, device=device)
-    record.update(psnr=psnr, bicubic_psnr=bicubic, valid={**data.to_dict(), "valid_set": data.valid_set},
-                  edition=edition.year,
-                  data_range=getattr(arch, "data_range", getattr(arch, "input_scale", 1.0)))
+    with model_prints_to_stderr():
+        label, record, data = evaluate_record(options, edition=edition)
     if options.json:
         print(json.dumps(record, indent=2))
         return 0
     where = data.describe_valid() if data.source == EMBEDDED else f"{data.describe_valid()} in {data.source}"
-    print(f"{label}: PSNR {psnr:.2f} dB on {where} "
-          f"(bicubic {bicubic:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
+    print(f"{label}: PSNR {record['psnr']:.2f} dB on {where} "
+          f"(bicubic {record['bicubic_psnr']:.2f} dB; RGB, uint8, 4-pixel border, as the challenge; data range "
           f"{record['data_range']:g}); {edition.name}, baseline {edition.baseline}")
+    print(f"{label}: loaded with {describe(record['recipe'])}")
     print(format_profile_table([record]))
     if options.kit_runtime:
         print(format_kit_runtime([record]))
     return 0
 
 
+def evaluate_record(options: argparse.Namespace, *, edition) -> tuple:
+    """(label, record, data) of evaluate: the model loaded by its recipe, PSNR on the validation images (the kits'
+    order: the validation forwards first), then counted, timed and measured."""
+    import train_proxy
+    from data import load_dataset, to_tensor
+    from evaluators.device import resolve_device
+    from evaluators.profile import profile_models
+    from spaces import build_model, check_x4, get_reference, inference_form
+    from spaces.resolve import check_options_apply, load_trained, resolve_architecture
+    extra = model_options(options)
+    label, arch = resolve_architecture(options.model, options=extra)
+    check_options_apply(dataclasses.replace(extra, dtype=None), [arch], config_weights=True)  # configs' latency dtype
+    device = resolve_device(options.device)
+    dtype = latency_dtype(options.dtype, [arch], device)
+    data = load_dataset(options.data, valid_limit=options.valid_limit, edition=edition)
+    prepared = load_trained(arch, label=label, options=extra, device=device)
+    model = prepared.model
+    check_x4(model, label=label)
+    psnr = train_proxy.validation_psnr(model, data.valid, device=device)
+    bicubic = train_proxy.bicubic_baseline_psnr(data)
+    models = [(label, inference_form(model))]
+    images = [to_tensor(pair.lr) for pair in data.valid]
+    record, = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
+                             counter=edition.counter, device=device, input_shape=options.input, dtype=dtype,
+                             memory_images=images)
+    if options.kit_runtime:
+        add_kit_runtime([record], models, images=images, device=device)
+    record.update(psnr=psnr, bicubic_psnr=bicubic, valid={**data.to_dict(), "valid_set": data.valid_set},
+                  edition=edition.year, recipe=prepared.record,
+                  data_range=getattr(arch, "data_range", getattr(arch, "input_scale", 1.0)))
+    return label, record, data
+
+
 def run_profile_command(options: argparse.Namespace) -> int:
     import json
 
     from editions import get_edition
-    from evaluators.profile import ROUNDS, format_profile_table, profile_models
+    from evaluators.profile import ROUNDS, format_profile_table
     from search.report.published import format_published, published_records
-    from evaluators.device import resolve_device
-    from spaces import build_model, check_x4, get_reference, inference_form
-    from spaces.resolve import resolve_architecture
+    from spaces.recipe import describe
     edition = get_edition(options.edition)
     if options.repeats is not None and options.repeats < ROUNDS:
         raise ValueError(f"--repeats {options.repeats} is too few: the timed calls are split over {ROUNDS} rounds "
                          f"alternating with the baseline, one call each at least; give --repeats {ROUNDS} or more")
+    with model_prints_to_stderr():
+        records = profile_records(options, edition=edition)
+    # The baseline's figures are always shown: they are what the ratios and limits are measured against.
+    published = published_records(edition, list(dict.fromkeys([r["name"] for r in records] + [edition.baseline])))
+    if options.json:
+        print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
+        return 0
+    print(f"{edition.name}: baseline {edition.baseline}, FLOPs by {edition.counter.value}, "
+          f"judged on {edition.gpu or 'a GPU the facts do not record'}")
+    print(format_profile_table(records))
+    for record in records:
+        if record["recipe"]:
+            print(f"{record['name']}: loaded with {describe(record['recipe'])}")
+    if options.kit_runtime:
+        print(format_kit_runtime(records))
+    if published:
+        print(format_published(edition, published))
+    return 0
+
+
+def profile_records(options: argparse.Namespace, *, edition) -> list:
+    """profile's records: each model as the kits measure it (a model file after its recipe, with its weights when
+    it names them), counted, timed beside the edition's baseline and measured."""
+    from evaluators.device import resolve_device
+    from evaluators.profile import profile_models
+    from spaces import build_model, check_x4, get_reference, inference_form, measured_form
+    from spaces.resolve import check_options_apply, resolve_architecture
     extra = model_options(options)
-    models = []
-    for item in options.models:
-        label, arch = resolve_architecture(item, options=extra)
-        model = build_model(arch)
-        check_x4(model, label=label)
-        models.append((label, inference_form(model)))
+    resolved = [resolve_architecture(item, options=extra) for item in options.models]
+    check_options_apply(dataclasses.replace(extra, dtype=None), [arch for _, arch in resolved],
+                        config_weights=False)  # --dtype is also the configs' latency dtype
+    device = resolve_device(options.device)
+    dtype = latency_dtype(options.dtype, [arch for _, arch in resolved], device)
     kwargs = {"repeats": options.repeats} if options.repeats is not None else {}
     images = None
     if options.data is not None or options.kit_runtime:
@@ -286,25 +372,20 @@ def run_profile_command(options: argparse.Namespace) -> int:
         images = [to_tensor(pair.lr) for pair in valid]
     if options.data is not None:
         kwargs["memory_images"] = images
-    device = resolve_device(options.device)
+    models, recipes = [], []
+    for label, arch in resolved:
+        prepared = measured_form(arch, device=device)
+        check_x4(prepared.model, label=label)
+        models.append((label, prepared.model))
+        recipes.append(prepared.record or None)
     records = profile_models(models, reference=inference_form(build_model(get_reference(edition.baseline))),
                              counter=edition.counter, device=device, input_shape=options.input,
-                             dtype=options.dtype, channels_last=options.channels_last, **kwargs)
+                             dtype=dtype, channels_last=options.channels_last, **kwargs)
     if options.kit_runtime:
         add_kit_runtime(records, models, images=images, device=device)
-    # The baseline's figures are always shown: they are what the ratios and limits are measured against.
-    published = published_records(edition, list(dict.fromkeys([name for name, _ in models] + [edition.baseline])))
-    if options.json:
-        print(json.dumps([{**record, "published": published.get(record["name"])} for record in records], indent=2))
-    else:
-        print(f"{edition.name}: baseline {edition.baseline}, FLOPs by {edition.counter.value}, "
-              f"judged on {edition.gpu or 'a GPU the facts do not record'}")
-        print(format_profile_table(records))
-        if options.kit_runtime:
-            print(format_kit_runtime(records))
-        if published:
-            print(format_published(edition, published))
-    return 0
+    for record, recipe in zip(records, recipes):
+        record["recipe"] = recipe
+    return records
 
 
 def add_kit_runtime(records: list, models: list, *, images: list, device) -> None:

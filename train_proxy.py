@@ -6,7 +6,7 @@ bit for bit, and the patch stream is the same on every machine. Failures (NaN/in
 are results, not crashes. The command line also trains an exported winner longer (`--budget full`).
 
     python train_proxy.py --arch imdn --budget quick
-    python train_proxy.py --arch results/export/x/config.json --data DIV2K --budget full --device cuda
+    python train_proxy.py --arch results/<study>/export/<name>.json --data DIV2K --budget full --device cuda
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from data.patches import LoaderSharedMemoryError, loader_workers
 from evaluators.cuda import is_out_of_memory, native_bf16, release_memory, tf32_convs
 from evaluators.device import resolve_device
 from evaluators.quality import average_psnr, mean_psnr, psnr_from_squared_error, quantize, squared_error
-from spaces import REFERENCES, Architecture, build_model, check_x4
-from spaces.resolve import ModelOptions, resolve_architecture
+from spaces import REFERENCES, ArchConfig, Architecture, build_model, check_x4
+from spaces.resolve import ModelOptions, check_options_apply, resolve_architecture
 
 SCHEDULES = ("cosine", "halving")
 LOSS_CHECK_EVERY = 10  # steps between reads of the loss (each read waits for the GPU)
@@ -176,11 +176,15 @@ def train(config: Architecture, *, data: SRDataset, budget: str | Budget = "quic
     check_data(data, budget=budget)
     on_cuda = device.type == "cuda"
     autocast_dtype = _autocast_dtype(device) if amp else None
-    memory_format = torch.channels_last if on_cuda and channels_last else torch.contiguous_format
+    # channels_last for our networks only: a model file runs as its kit runs it (and its .to() may be its own).
+    memory_format = torch.channels_last if on_cuda and channels_last and isinstance(config, ArchConfig) \
+        else torch.contiguous_format
     started = time.perf_counter()
 
     torch.manual_seed(seed)
-    model = build_model(config).to(device=device, memory_format=memory_format)
+    model = build_model(config, device=device)
+    if memory_format == torch.channels_last:
+        model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, budget.lr_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
@@ -354,6 +358,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kit", help="a challenge kit folder (layout of ntire-kits) for EDITION:ID")
     parser.add_argument("--model-args", help="a model file's constructor arguments as JSON")
     parser.add_argument("--data-range", type=float, help="a model file's data range: 1 (default) or 255")
+    parser.add_argument("--dtype", help="float16 for a model file written for half precision: trained in float32 "
+                                        "through its own dtype switch (default: the manifest's, else float32)")
+    parser.add_argument("--cpu-shim", action="store_true", default=None,
+                        help="make .cuda() a no-op while a model file's code runs on a machine without CUDA")
     parser.add_argument("--data", help="a DIV2K or DIV2K_LSDIR folder (default: the embedded scikit-image photographs)")
     parser.add_argument("--train-limit", type=int, help="use the first N training images of --data")
     parser.add_argument("--valid-limit", type=int, help="use the first N validation images of --data")
@@ -373,8 +381,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _load_arch(args: argparse.Namespace) -> tuple[str, Architecture]:
     """(label, architecture) of --arch: a reference, a config JSON, a model file or a kit entry."""
-    label, arch = resolve_architecture(args.arch, options=ModelOptions(kit=args.kit, model_args=args.model_args,
-                                                                       data_range=args.data_range))
+    options = ModelOptions(kit=args.kit, model_args=args.model_args, data_range=args.data_range, dtype=args.dtype,
+                           cpu_shim=args.cpu_shim)
+    label, arch = resolve_architecture(args.arch, options=options)
+    check_options_apply(options, [arch], config_weights=False)
     check_x4(build_model(arch), label=label)
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label), arch
 

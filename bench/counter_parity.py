@@ -1,9 +1,14 @@
-"""Counter parity: our complexity counts against each NTIRE kit's official counter, entry by entry.
+"""Kit parity: the toolkit against each NTIRE kit, entry by entry: its counter, and its `profile` and `evaluate`.
 
-For every entry of a kit folder (../shared/ntire-kits), builds the network, counts params, FLOPs, activations
-and #Conv at 1x3x256x256 with `evaluators.complexity` and with the kit's own `utils/model_summary.py` (loaded
-from the kit, as a user's clone of it would be), and checks ours against the figures the challenge published
-at their printed precision. Entries that cannot be built here say why.
+For every entry of a kit folder (../shared/ntire-kits):
+- the kit's own figures (`bench.kit_recipe`: the entry loaded as its test_demo.py loads it, the validation forwards
+  on the embedded photographs with the kit's PSNR, then the kit's counter), against what `run_search.py profile` and
+  `run_search.py evaluate` print for the same entry (`--json`, run in this process): params, FLOPs (the edition's
+  counter), activations, #conv and PSNR; and the printed figures against those the challenge published;
+- `parity_row`: the network as built (no weights), counted by `evaluators.complexity` and by the kit's
+  `utils/model_summary.py` (the test `tests/test_evaluators_complexity_kit.py`).
+An entry whose constructor needs CUDA runs with `--cpu-shim` (the kit side with the same no-op `.cuda()`); entries
+that do not run here say why, in the toolkit's one line.
 
     python3 -m bench.counter_parity
     python3 -m bench.counter_parity --kit ../shared/ntire-kits --entries 2022:0 2022:4
@@ -12,7 +17,11 @@ at their printed precision. Entries that cannot be built here say why.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import importlib.util
+import io
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,8 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
+import run_search
 from bench.common import REPO, write_result
+from bench.kit_recipe import kit_figures
+from data import load_dataset
 from evaluators.complexity import COMPLEXITY_INPUT_SHAPE, profile_complexity
+from spaces.builder import build_model
 from spaces.kit import KitEntry, read_kit
 from spaces.model_file import DataRange, ModelFileError
 
@@ -31,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_KIT = REPO.parent / "shared" / "ntire-kits"
 FIGURES = ("params", "flops", "activations", "convs")
+FAST = ("--json", "--device", "cpu", "--input", "3x16x16")  # latency and memory are not compared: keep them small
+PSNR_TOLERANCE_DB = 0.005
 # How the challenge printed each published figure: manifest field, our figure, scale, decimals.
 PRINTED = (("params_m", "params", 1e6, 3), ("flops_g", "flops", 1e9, 2),
            ("activations_m", "activations", 1e6, 2), ("convs", "convs", 1, 0))
@@ -60,12 +75,13 @@ def our_counts(model: nn.Module, *, input_shape: tuple[int, ...]) -> dict[str, A
     return {**{name: getattr(report, name) for name in FIGURES}, "uncounted": list(report.uncounted)}
 
 
-def published_mismatches(entry: KitEntry, ours: dict[str, Any]) -> list[str]:
-    """Our figures that differ from the published ones at the printed precision (blank or fvcore ones skipped)."""
+def published_mismatches(entry: KitEntry, ours: dict[str, Any], *, fvcore_checked: bool = False) -> list[str]:
+    """Our figures that differ from the published ones at the printed precision (blank ones skipped; FLOPs
+    published by fvcore, 2024 on, only when `ours` were counted by it too: `fvcore_checked`)."""
     misses = []
     for field, figure, scale, decimals in PRINTED:
         published = entry.published.get(field)
-        if published is None or (figure == "flops" and entry.edition >= FVCORE_FLOPS_FROM):
+        if published is None or (figure == "flops" and entry.edition >= FVCORE_FLOPS_FROM and not fvcore_checked):
             continue
         printed = f"{ours[figure] / scale:.{decimals}f}"
         if printed != f"{published:.{decimals}f}":
@@ -81,7 +97,7 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
                            "official": None, "ours": None, "agree": None, "published_mismatches": None,
                            "not_built": None}
     try:
-        model = entry.model.build()
+        model = _built(entry)
     except ModelFileError as error:
         # The first clause of the reason, with paths inside the kit shown relative to it.
         reason = str(error).removeprefix(f"{entry.model.label}: ").replace(f"{Path(kit_dir).resolve()}/", "")
@@ -101,24 +117,80 @@ def parity_row(entry: KitEntry, *, kit_dir: Path, input_shape: tuple[int, ...] =
     return row
 
 
+def _built(entry: KitEntry) -> nn.Module:
+    """The entry's network as built (no weights); with `.cuda()` a no-op where its constructor needs CUDA."""
+    try:
+        return build_model(entry.model)
+    except ModelFileError as error:
+        if "--cpu-shim" not in str(error):
+            raise
+    return build_model(dataclasses.replace(entry.model, cpu_shim=True))
+
+
+def recipe_row(entry: KitEntry, *, kit_dir: Path, pairs: list) -> dict[str, Any]:
+    """One entry: the kit's figures and the toolkit's profile and evaluate records (or why it does not run here)."""
+    row: dict[str, Any] = {"entry": entry.name, "team": entry.team, "published": dict(entry.published),
+                           "cpu_shim": False, "reason": None}
+    started = time.perf_counter()
+    shim: tuple[str, ...] = ()
+    for command in ("profile", "evaluate"):
+        argv = [command, entry.name, "--kit", str(kit_dir), "--edition", str(entry.edition), *FAST, *shim]
+        code, out, err = _cli(argv + (["--repeats", "5"] if command == "profile" else []))
+        if code != 0 and not shim and "--cpu-shim" in err:
+            shim, row["cpu_shim"] = ("--cpu-shim",), True
+            code, out, err = _cli(argv + ["--cpu-shim"] + (["--repeats", "5"] if command == "profile" else []))
+        if code != 0:
+            row["reason"] = err.strip().splitlines()[-1].removeprefix("error: ").replace(f"{kit_dir.resolve()}/", "")
+            return row
+        record = json.loads(out)
+        row[command] = _figures(record[0] if command == "profile" else record)
+    row["kit"] = kit_figures(entry, kit_dir=kit_dir, pairs=pairs, cpu_shim=row["cpu_shim"])
+    row["agree"] = {command: all(row[command][name] == row["kit"][name] for name in FIGURES)
+                    for command in ("profile", "evaluate")}
+    row["psnr_difference_db"] = row["evaluate"]["psnr"] - row["kit"]["psnr"]
+    row["agree"]["psnr"] = abs(row["psnr_difference_db"]) <= PSNR_TOLERANCE_DB
+    row["published_mismatches"] = published_mismatches(entry, row["evaluate"], fvcore_checked=True)
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    """run_search.py ARGV in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_search.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _figures(record: dict[str, Any]) -> dict[str, Any]:
+    """A profile or evaluate record's figures, in the kit's units (FLOPs and activations as counts)."""
+    return {"params": record["params"], "flops": round(record["flops_g"] * 1e9),
+            "activations": round(record["activations_m"] * 1e6), "convs": record["convs"], "psnr": record.get("psnr"),
+            "input_dependent": record["input_dependent"], "recipe": record["recipe"]}
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The parity table of BENCHMARKS.md."""
-    lines = ["| entry | team | official FLOPs [G] / acts [M] / #conv | ours | agree (to the unit, params too) "
-             "| published figures |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    """The parity table of BENCHMARKS.md: the kit's figures, profile's and evaluate's, and the published ones."""
+    lines = ["| entry | team | kit: params / FLOPs [G] / acts [M] / #conv | profile | evaluate "
+             "| PSNR kit / evaluate [dB] | agree | published figures |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
-        if row["not_built"]:
-            lines.append(f"| {row['entry']} | {row['team']} | not built on CPU: {row['not_built']} | | | |")
+        if row["reason"]:
+            lines.append(f"| {row['entry']} | {row['team']} | does not run here: {row['reason']} | | | | | |")
             continue
-        official, ours = (f"{c['flops'] / 1e9:.4f} / {c['activations'] / 1e6:.4f} / {c['convs']}"
-                          for c in (row["official"], row["ours"]))
-        published = "not checked" if row["published_mismatches"] is None else \
-            "; ".join(row["published_mismatches"]) or "equal"
-        if row["fvcore_flops"] and row["published"]["flops_g"] is not None:
-            published += f" (FLOPs published by fvcore, {row['published']['flops_g']:.2f} G: not compared)"
-        lines.append(f"| {row['entry']} | {row['team']} | {official} | {ours} | {'yes' if row['agree'] else 'NO'} "
-                     f"| {published} |")
+        kit, profile, evaluate = (_counts(row[side]) for side in ("kit", "profile", "evaluate"))
+        agree = "yes" if all(row["agree"].values()) else \
+            "NO: " + ", ".join(name for name, ok in row["agree"].items() if not ok)
+        shim = " (--cpu-shim)" if row["cpu_shim"] else ""
+        lines.append(f"| {row['entry']} | {row['team']}{shim} | {kit} | {profile} | {evaluate} "
+                     f"| {row['kit']['psnr']:.3f} / {row['evaluate']['psnr']:.3f} | {agree} "
+                     f"| {'; '.join(row['published_mismatches']) or 'equal'} |")
     return "\n".join(lines)
+
+
+def _counts(figures: dict[str, Any]) -> str:
+    return (f"{figures['params']:,} / {figures['flops'] / 1e9:.4f} / {figures['activations'] / 1e6:.4f} / "
+            f"{figures['convs']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,19 +198,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kit", type=Path, default=DEFAULT_KIT, help="a kit folder with manifest.csv")
     parser.add_argument("--entries", nargs="*", help="edition:id of the entries to check (default: all)")
     args = parser.parse_args(argv)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)  # the kits' own fvcore calls list every skipped op
     entries = [e for e in read_kit(args.kit) if not args.entries or e.name in args.entries]
+    pairs = load_dataset(None).valid
     rows = []
     for entry in entries:
-        rows.append(parity_row(entry, kit_dir=args.kit))
+        rows.append(recipe_row(entry, kit_dir=args.kit, pairs=pairs))
         logger.info("%s done", entry.name)
+        print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     table = markdown_table(rows)
+    ran = [r for r in rows if not r["reason"]]
+    summary = {"entries": len(rows), "ran": len(ran), "agree": sum(all(r["agree"].values()) for r in ran),
+               "published_equal": sum(r["published_mismatches"] == [] for r in ran),
+               "with_cpu_shim": sum(r["cpu_shim"] for r in ran)}
     print(table)
-    built = [r for r in rows if not r["not_built"]]
-    summary = {"entries": len(rows), "built": len(built), "agree": sum(bool(r["agree"]) for r in built),
-               "published_equal": sum(r["published_mismatches"] == [] for r in built)}
     print(summary)
-    write_result("counter_parity", {"kit": str(args.kit), "summary": summary, "rows": rows, "table": table})
-    return 0 if summary["agree"] == summary["built"] else 1
+    write_result("counter_parity", {"kit": str(args.kit), "photographs": [p.name for p in pairs], "summary": summary,
+                                    "rows": rows, "table": table})
+    return 0 if summary["agree"] == summary["ran"] else 1
 
 
 if __name__ == "__main__":

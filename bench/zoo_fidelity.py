@@ -64,7 +64,7 @@ def measure_kit(kit_dir: Path, *, data: SRDataset, budget: train_proxy.Budget, s
         row: dict[str, Any] = {"entry": entry.name, "edition": entry.edition, "team": entry.team,
                                "published": entry.published.get("val_psnr"), "data_range": entry.model.data_range}
         try:
-            model = entry.model.build()
+            model = build_model(entry.model)
             row.update(measure_architecture(entry.model, data=data, budget=budget, seed=seed, cache=cache,
                                             official=entry.has_weights, train=train))
             row["structure"] = structure(model)

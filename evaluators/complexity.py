@@ -18,10 +18,11 @@ counted a shared module once per parent instead). Convolutions and linear maps c
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -120,11 +121,24 @@ class _FunctionCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def profile_complexity(model: nn.Module, *, input_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE) -> ComplexityReport:
+@contextlib.contextmanager
+def seeded_rng(seed: int, *, device: torch.device) -> Iterator[None]:
+    """torch's RNG (CPU, and `device`'s when it is a GPU) seeded with `seed`, restored afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def profile_complexity(model: nn.Module, *, input_shape: tuple[int, ...] = COMPLEXITY_INPUT_SHAPE,
+                       seed: int = 0) -> ComplexityReport:
     """Params, FLOPs, Conv output elements and Conv calls of one eval-mode forward on a 1 x `input_shape` input.
 
     The model is hooked in place and restored (hooks removed, training flags put back): no copy, so models
-    holding computed tensors (weight_norm) profile too. Shared modules count at every call.
+    holding computed tensors (weight_norm) profile too. Shared modules count at every call. The input is drawn
+    from `seed`, and the forward runs with torch's RNG seeded by it and restored after, so a network whose work
+    depends on its input or on sampling (top-k routing, Gumbel noise left on in eval) counts the same every time,
+    and the caller's RNG does not move. Params are counted after the forward (some files fuse on their first).
     """
     flops: list[int] = []
     conv_outputs: list[int] = []
@@ -145,11 +159,11 @@ def profile_complexity(model: nn.Module, *, input_shape: tuple[int, ...] = COMPL
                if flop_rule(module) is not None]
     parameter = next(model.parameters(), torch.empty(0))
     # A fixed input from a private generator: counting must not advance the caller's RNG.
-    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(seed))
     x = x.to(device=parameter.device, dtype=parameter.dtype)
     try:
         model.eval()
-        with torch.no_grad(), _FunctionCalls() as calls:
+        with seeded_rng(seed, device=parameter.device), torch.no_grad(), _FunctionCalls() as calls:
             model(x)
     finally:
         for handle in handles:

@@ -1,4 +1,5 @@
-"""The one rule that turns a device option (auto | cpu | cuda | cuda:N) into a torch.device.
+"""The one rule that turns a device option (auto | cpu | cuda | cuda:N) into a torch.device, and the one way a
+model is put on one.
 
 Training, validation, latency, memory and the command lines all resolve devices here, so they accept
 and refuse the same options with the same messages.
@@ -6,7 +7,10 @@ and refuse the same options with the same messages.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
+from torch import nn
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -25,3 +29,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"only cpu and cuda devices are supported, got {device}")
     return device
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device`: moved in place as the kits move it, `model.to(device)` (a model file's own `.to()` may
+    take nothing else, and may run forwards), and only when some parameter or buffer is elsewhere."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if all(_on(tensor.device, device) for tensor in tensors):
+        return model
+    moved = model.to(device)
+    return moved if isinstance(moved, nn.Module) else model
+
+
+def _on(where: torch.device, device: torch.device) -> bool:
+    return where.type == device.type and (device.index is None or where.index in (None, device.index))

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from evaluators.device import place
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ def measure_kit_runtime(model: nn.Module, images: Sequence[torch.Tensor], *, dev
     """Time `model` on each (1, 3, H, W) image in turn, as the kits do; the model is moved to `device` in eval mode."""
     if not images:
         raise ValueError("the kit runtime needs at least one image")
-    model = model.to(device).eval()
+    model = place(model, device).eval()
     cuda = device.type == "cuda"
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False

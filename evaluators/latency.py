@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from evaluators.cuda import native_bf16, tf32_convs
-from evaluators.device import resolve_device
+from evaluators.device import place, resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # A typical DIV2K validation LR x4 image (2040x1356 HR -> 510x339 LR), what the challenge times.
@@ -106,9 +106,34 @@ def device_name(device: torch.device) -> str:
 
 
 def prepare_model(model: nn.Module, *, device: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
-    """An eval-mode copy of `model` on `device` in `dtype`, so the caller's model stays untouched."""
-    prepared = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
-    return prepared.to(memory_format=torch.channels_last) if channels_last else prepared
+    """`model` ready to run on `device` in `dtype`, in eval mode.
+
+    In fp32 the caller's model itself is measured (callers put its training flags back: `modes_kept`), moved as
+    the kits move it (`place`): no copy, which some model files refuse (tensors computed in their constructor),
+    and no keyword `.to()`, which a file's own `.to()` may not take. A model with a `native_dtype` (a model file
+    written for half precision) is never cast: it runs as its kit runs it. Another dtype or channels_last casts an
+    eval-mode copy (torch's own `Module.to`), so the caller's model keeps its precision and layout.
+    """
+    if getattr(model, "native_dtype", None) is not None or (dtype == torch.float32 and not channels_last):
+        return place(model, device).eval()
+    try:
+        copied = copy.deepcopy(model)
+    except RuntimeError as error:
+        raise ValueError(f"{type(model).__name__} cannot be copied to run it in {dtype} or channels_last "
+                         f"({str(error).splitlines()[0]}); measure it in fp32") from None
+    prepared = nn.Module.to(place(copied, device).eval(), dtype=dtype)
+    return nn.Module.to(prepared, memory_format=torch.channels_last) if channels_last else prepared
+
+
+@contextlib.contextmanager
+def modes_kept(models: list[nn.Module]) -> Iterator[None]:
+    """The models' training flags as they were once measuring (in eval mode, in place) is over."""
+    flags = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
 
 
 def make_input(input_shape: tuple[int, ...], *, device: torch.device, dtype: torch.dtype,
@@ -168,10 +193,10 @@ def _interleaved(models: list[nn.Module], *, device: str | torch.device, input_s
     if warmup < 0 or rounds < 1 or repeats < rounds:
         raise ValueError(f"need warmup >= 0 and repeats >= rounds >= 1, got warmup={warmup}, "
                          f"repeats={repeats}, rounds={rounds}")
-    prepared = [prepare_model(m, device=device, dtype=torch_dtype, channels_last=channels_last) for m in models]
     x = make_input(input_shape, device=device, dtype=torch_dtype, channels_last=channels_last)
-    samples: list[list[float]] = [[] for _ in prepared]
-    with _measurement(device, threads):
+    samples: list[list[float]] = [[] for _ in models]
+    with modes_kept(models), _measurement(device, threads):
+        prepared = [prepare_model(m, device=device, dtype=torch_dtype, channels_last=channels_last) for m in models]
         used_threads = torch.get_num_threads()
         for model in prepared:
             _time_calls(model, x, count=warmup, device=device)

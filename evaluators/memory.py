@@ -1,6 +1,6 @@
 """Peak memory of inference, in MB of 1024**2 bytes as the challenge reports it.
 
-On CUDA this is torch.cuda.max_memory_allocated() over the model copy, the input and the forward pass,
+On CUDA this is torch.cuda.max_memory_allocated() over the model's weights, the input and the forward pass,
 less what the process held before. The challenge reports the maximum of that over the validation set
 (`measure_memory_over`); a search measures one input of the latency size (`measure_memory`), and each
 report says which (`images`, `input_shape`). A CPU has no such counter, so there the figure is an
@@ -11,6 +11,7 @@ output) seen between aten operations. Kernel workspaces and allocator overhead a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from evaluators.latency import (
     default_input_shape,
     device_name,
     make_input,
+    modes_kept,
     prepare_model,
     resolve_dtype,
 )
@@ -80,7 +82,8 @@ class _LiveStorageBytes(TorchDispatchMode):
 
 def measure_memory(model: nn.Module, *, device: str | torch.device, input_shape: tuple[int, ...] | None,
                    dtype: str = "fp32") -> MemoryReport:
-    """Peak memory of one forward pass of an eval-mode copy of `model` on a 1 x `input_shape` input.
+    """Peak memory of one forward pass of `model` in eval mode (as `prepare_model` readies it) on a 1 x `input_shape`
+    input.
 
     `input_shape` None means the latency default of the device, so memory and latency see the same input.
     """
@@ -92,8 +95,8 @@ def measure_memory(model: nn.Module, *, device: str | torch.device, input_shape:
 
 def measure_memory_over(model: nn.Module, *, images: Iterable[torch.Tensor], device: str | torch.device,
                         dtype: str = "fp32") -> MemoryReport:
-    """The challenge's memory figure: the maximum over `images` of the peak memory of one forward pass of an
-    eval-mode copy of `model`. `images`: (1, 3, H, W) float host tensors, e.g. the validation LR images; each
+    """The challenge's memory figure: the maximum over `images` of the peak memory of one forward pass of `model`
+    in eval mode. `images`: (1, 3, H, W) float host tensors, e.g. the validation LR images; each
     is copied to the device inside its measurement, as the challenge's loop does."""
     return _peak_over(model, images, device=resolve_device(device), dtype=dtype)
 
@@ -104,7 +107,8 @@ def _peak_over(model: nn.Module, images: Iterable[torch.Tensor], *, device: torc
         method, peaks = "cuda_max_memory_allocated", _cuda_peaks(model, device, torch_dtype, images)
     else:
         method, peaks = "cpu_estimate_peak_live_tensors", _cpu_peaks(model, torch_dtype, images)
-    measured = list(peaks)
+    with modes_kept([model]):
+        measured = list(peaks)
     if not measured:
         raise ValueError("no input to measure memory on")
     peak_bytes, input_shape = max(measured, key=lambda pair: pair[0])
@@ -114,12 +118,16 @@ def _peak_over(model: nn.Module, images: Iterable[torch.Tensor], *, device: torc
 
 def _cuda_peaks(model: nn.Module, device: torch.device, dtype: torch.dtype,
                 images: Iterable[torch.Tensor]) -> Iterator[tuple[int, tuple[int, ...]]]:
-    """Per image: max_memory_allocated over its copy to the device and the forward pass, with the model copy
-    there, less what the process held before the model copy (so other live tensors do not count)."""
+    """Per image: max_memory_allocated over its copy to the device and the forward pass, with the model there,
+    less what the process held besides the model (so other live tensors do not count, the model's weights do,
+    whether they were on the device already or are moved or copied there now)."""
     with torch.cuda.device(device):
         torch.cuda.synchronize()
+        resident = _bytes_on(model, device)
         before = torch.cuda.memory_allocated()
         prepared = prepare_model(model, device=device, dtype=dtype, channels_last=False)
+        if prepared is model:  # measured in place: its weights already on the device count too
+            before -= resident
         for image in images:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -129,6 +137,12 @@ def _cuda_peaks(model: nn.Module, device: torch.device, dtype: torch.dtype,
             del x
             torch.cuda.synchronize()
             yield torch.cuda.max_memory_allocated() - before, tuple(image.shape[1:])
+
+
+def _bytes_on(model: nn.Module, device: torch.device) -> int:
+    """Bytes of the model's parameters and buffers that are on `device` now."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors if t.device.type == device.type)
 
 
 def _cpu_peaks(model: nn.Module, dtype: torch.dtype,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from evaluators.complexity import COMPLEXITY_INPUT_SHAPE
-from evaluators.counter import Counter, count_complexity
+from evaluators.counter import Counter, count_complexity, input_dependence
 from evaluators.latency import device_lock, measure_relative_latency
 from evaluators.memory import measure_memory, measure_memory_over
 
@@ -25,8 +25,9 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
                    memory_images: Sequence[torch.Tensor] | None = None) -> list[dict[str, Any]]:
     """One record per named model: params, FLOPs, activations, #conv, latency and its ratio to `reference`, memory.
 
-    Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input;
-    FLOPs are counted by `counter` (the edition's); latency is timed interleaved with `reference` (the edition's
+    Complexity is counted at `complexity_shape` (the challenge's 3x256x256) whatever the latency input, on a fixed
+    seeded input, and again on two more: `input_dependent` gives the figures' range when they differ (top-k routing,
+    sampling left on in eval), else None. FLOPs are counted by `counter` (the edition's); latency is timed interleaved with `reference` (the edition's
     baseline) and memory is measured at the latency input (`measure_latency`'s per-device default when None),
     both under the exclusive device lock, as a search measures. With `memory_images` (e.g. the validation LR
     images) the record also holds the challenge's figure, the maximum over them (`memory_images_mb`). Each record
@@ -35,6 +36,7 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
     records = []
     for name, model in models:
         complexity = count_complexity(model, counter=counter, input_shape=complexity_shape)
+        spread = input_dependence(model, counter=counter, first=complexity)
         with device_lock(device):
             latency = measure_relative_latency(model, reference, device=device, input_shape=input_shape,
                                                dtype=dtype, channels_last=channels_last, warmup=warmup,
@@ -49,6 +51,7 @@ def profile_models(models: Sequence[tuple[str, nn.Module]], *, reference: nn.Mod
             "flops_g": complexity.flops_g,
             "activations_m": complexity.activations_m,
             "convs": complexity.convs,
+            "input_dependent": spread,
             "latency_ms": timed.median_ms,
             "latency_ratio": latency.ratio,
             "memory_mb": memory.peak_mb,
@@ -109,4 +112,8 @@ def format_profile_table(records: Sequence[dict[str, Any]]) -> str:
         f"{', '.join(memory_methods)} at the latency input"
         + (f", and the maximum over {records[0]['memory_images']} images" if "memory_images" in records[0] else "")
     )
+    lines += [f"{record['name']}: its counts depend on the input (seed 0's shown): FLOPs "
+              f"{spread['flops_g'][0]:.2f}-{spread['flops_g'][1]:.2f} G, activations {spread['activations_m'][0]:.2f}-"
+              f"{spread['activations_m'][1]:.2f} M, #conv {spread['convs'][0]}-{spread['convs'][1]} over "
+              f"{spread['inputs']} inputs" for record in records if (spread := record.get("input_dependent"))]
     return "\n".join(lines)

@@ -18,10 +18,11 @@ import train_proxy
 from editions import Edition
 from evaluators.counter import Counter, count_complexity
 from evaluators.cuda import is_out_of_memory, release_memory
+from evaluators.device import resolve_device
 from evaluators.latency import device_lock, measure_latency, measure_relative_latency
 from evaluators.memory import measure_memory
 from search.constraints import Limits
-from spaces import ArchConfig, build_model, get_reference, inference_form
+from spaces import Architecture, ArchConfig, build_model, get_reference, inference_form, measured_form
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Measurement:
         return inference_form(build_model(get_reference(self.baseline_name)))
 
 
-def measure_complexity(config: ArchConfig, *, measurement: Measurement) -> dict[str, Any]:
-    report = count_complexity(inference_form(build_model(config)), counter=measurement.counter,
+def measure_complexity(config: Architecture, *, measurement: Measurement) -> dict[str, Any]:
+    report = count_complexity(measured_form(config).model, counter=measurement.counter,
                               input_shape=measurement.complexity_input)
     return {"params": report.params, "flops_g": report.flops_g, "activations_m": report.activations_m,
             "convs": report.convs}
@@ -80,8 +81,8 @@ def measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.
     raise SpeedOutOfMemory(reason)
 
 
-def _measure_speed(config: ArchConfig, *, measurement: Measurement, baseline: nn.Module) -> dict[str, Any]:
-    model = inference_form(build_model(config))
+def _measure_speed(config: Architecture, *, measurement: Measurement, baseline: nn.Module) -> dict[str, Any]:
+    model = measured_form(config, device=resolve_device(measurement.device)).model
     common = dict(device=measurement.device, input_shape=measurement.latency_input, dtype=measurement.dtype)
     with device_lock(measurement.device):
         if config == get_reference(measurement.baseline_name):

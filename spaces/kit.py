@@ -2,7 +2,9 @@
 
 A kit folder holds `<edition>/models/`, `<edition>/model_zoo/` and a `manifest.csv` with, per entry, how the
 kit's `test_demo.py` builds and loads it and the figures the challenge published. Entries are addressed as
-`edition:id` (ids repeat across editions).
+`edition:id` (ids repeat across editions). The recipe's optional columns: `strict` (true/false, default true),
+`after_load` (a method called after loading on every module that has it, empty for none), `dtype` (empty for
+float32, or float16 for an entry written for half precision).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from spaces.model_file import ModelFile, ModelFileError
 MANIFEST = "manifest.csv"
 RECIPE_FIELDS = ("edition", "id", "team", "module", "factory", "args", "weights", "state_key", "strip_prefix",
                  "data_range")  # the columns every manifest has: how test_demo.py builds and loads an entry
+BOOLEANS = {"": True, "true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 PUBLISHED_FIELDS = {  # manifest column -> record field
     "published_val_psnr": "val_psnr", "published_test_psnr": "test_psnr", "runtime_ms": "runtime_ms",
     "params_m": "params_m", "flops_g": "flops_g", "acts_m": "activations_m", "mem_mb": "memory_mb", "convs": "convs",
@@ -104,10 +107,19 @@ def _entry(kit_dir: Path, row: dict[str | None, Any], line: int) -> KitEntry:
             path=str(path), factory=row["factory"], args=row["args"] or "{}",
             weights=str(folder / row["weights"]) if row["weights"] else None,
             state_key=row["state_key"] or None, strip_prefix=row["strip_prefix"] or None,
-            data_range=float(row["data_range"] or 1.0), label=f"{edition}:{entry_id} {row['team']}")
+            data_range=float(row["data_range"] or 1.0), label=f"{edition}:{entry_id} {row['team']}",
+            strict=_boolean(row.get("strict"), column="strict"), after_load=(row.get("after_load") or "").strip(),
+            dtype=row.get("dtype") or "")
         published = {field: float(row[column]) if row.get(column) else None
                      for column, field in PUBLISHED_FIELDS.items()}
         return KitEntry(edition=edition, id=entry_id, team=row["team"], model=model,
                         tile=int(row["tile"]) if row.get("tile") else None, published=published)
     except (KeyError, ValueError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{where}: {error}; fix or remove that row") from None
+
+
+def _boolean(text: str | None, *, column: str) -> bool:
+    value = (text or "").strip().lower()
+    if value not in BOOLEANS:
+        raise ValueError(f"column {column} must be true or false, got {text!r}")
+    return BOOLEANS[value]

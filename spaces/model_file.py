@@ -2,19 +2,23 @@
 
 `ModelFile` is the model reference of the toolkit: anything that is not an `ArchConfig` (a user's own
 network, a challenge kit's entry) is built, measured and trained through it, by the same evaluators and
-trainer as the search's candidates. Building one runs the file's code, as the kits' `test_demo.py` does.
+trainer as the search's candidates. It holds the kits' recipe of one entry (constructor, weights, state key,
+prefix, strict, after-load step, data range, dtype); `spaces.recipe` applies it. Building one runs the file's
+code, as the kits' `test_demo.py` does.
 
-A model file may work in a 0-255 data range (the kits' `data_range`); `build` wraps it so that it takes and
-returns [0, 1] like every network of the toolkit, which keeps training, PSNR and latency code unchanged.
+A model file may work in a 0-255 data range (the kits' `data_range`) or in half precision; `DataRange` wraps it
+so that it takes and returns [0, 1] fp32 like every network of the toolkit, which keeps training, PSNR and
+latency code unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import importlib
+import itertools
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,28 +26,54 @@ from typing import Any
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
+from spaces.checkpoint import read_state_dict
+from spaces.errors import ModelFileError, first_line
+from spaces.user_code import failure, running_user_code
 
 SCALE = 4
 PROBE_SHAPE = (1, 3, 32, 32)  # a forward at this size checks the output is x4 (small, divisible by 8 windows)
-# Keys under which training frameworks (BasicSR, KAIR, plain scripts) nest the state dict of a checkpoint.
-NESTED_STATE_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "net", "model")
+DATA_RANGES = (1.0, 255.0)  # [0, 1] or 0-255: the kits' data_range takes no other value
 
 
-class ModelFileError(ValueError):
-    """A model file cannot be imported, built, loaded or run; the message names what and how to fix it."""
+class NativeDtype(enum.Enum):
+    """The precision a model file's weights and forward are written for (the manifest's `dtype`)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+    @classmethod
+    def parse(cls, value: str | NativeDtype | None) -> NativeDtype:
+        """float32 (also empty, fp32) or float16 (also fp16, half)."""
+        if isinstance(value, NativeDtype):
+            return value
+        names = {"": cls.FLOAT32, "float32": cls.FLOAT32, "fp32": cls.FLOAT32,
+                 "float16": cls.FLOAT16, "fp16": cls.FLOAT16, "half": cls.FLOAT16}
+        text = (value or "").strip().lower()
+        if text not in names:
+            raise ModelFileError(f"dtype must be float32 (or empty) or float16, got {value!r}")
+        return names[text]
 
 
 class DataRange(nn.Module):
-    """Runs a 0-`data_range` model on [0, 1] input and returns [0, 1] output (the kits' `data_range`)."""
+    """Runs a model at its data range (the kits' `data_range`: 1 or 255) and, for a model written for half
+    precision, in that precision (`native_dtype`: the input is cast to it after scaling, as the kits do, and the
+    output back to fp32); it takes and returns [0, 1]. Evaluators never cast a model with a `native_dtype`."""
 
-    def __init__(self, model: nn.Module, data_range: float) -> None:
+    def __init__(self, model: nn.Module, data_range: float, *, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
         self.data_range = float(data_range)
+        self.native_dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x * self.data_range) / self.data_range
+        if self.native_dtype is None:
+            return self.model(x * self.data_range) / self.data_range
+        return self.model((x * self.data_range).to(self.native_dtype)).float() / self.data_range
+
+
+# Fields added after the measurement cache and stored studies keyed model files by `to_dict()`: written only when
+# they differ from their default, so that a model file of the defaults keeps its key byte for byte.
+OPTIONAL_FIELDS = {"after_load": "", "dtype": NativeDtype.FLOAT32, "cpu_shim": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +84,9 @@ class ModelFile:
     (a list or an object). weights: a checkpoint; state_key: the entry of the checkpoint holding the state
     dict (found among the usual ones when empty); strip_prefix: removed from every key (e.g. `module.`).
     data_range: 1 when the model takes [0, 1], 255 when it takes 0-255. strict: load_state_dict's strict.
+    after_load: a method called, after loading, on every module that has it (e.g. switch_deploy), empty for none.
+    dtype: float16 for a model written for half precision. cpu_shim: `.cuda()` is a no-op while its code runs on
+    a machine without CUDA.
     """
 
     path: str
@@ -65,6 +98,9 @@ class ModelFile:
     data_range: float = 1.0
     strict: bool = True
     label: str = ""
+    after_load: str = ""
+    dtype: NativeDtype = NativeDtype.FLOAT32
+    cpu_shim: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -73,9 +109,14 @@ class ModelFile:
             raise ModelFileError(f"constructor arguments of {self.path} are not JSON: {error}") from None
         if not isinstance(parsed, (list, dict)):
             raise ModelFileError(f"constructor arguments must be a JSON list or object, got {self.args!r}")
-        if isinstance(self.data_range, bool) or not isinstance(self.data_range, (int, float)) or self.data_range <= 0:
-            raise ModelFileError(f"data range must be a positive number (1 or 255), got {self.data_range!r}")
+        if isinstance(self.data_range, bool) or not isinstance(self.data_range, (int, float)) \
+                or float(self.data_range) not in DATA_RANGES:
+            raise ModelFileError(f"data range must be 1 (the model takes and returns [0, 1]) or 255 (0-255), "
+                                 f"got {self.data_range!r}")
+        if self.after_load and not self.after_load.isidentifier():
+            raise ModelFileError(f"after-load step must be a method name (e.g. switch_deploy), got {self.after_load!r}")
         object.__setattr__(self, "data_range", float(self.data_range))
+        object.__setattr__(self, "dtype", NativeDtype.parse(self.dtype))
         if not self.label:
             object.__setattr__(self, "label", f"{Path(self.path).stem}:{self.factory}")
 
@@ -92,7 +133,13 @@ class ModelFile:
         return self.label
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_file": dataclasses.asdict(self)}
+        values = dataclasses.asdict(self)
+        for name, default in OPTIONAL_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        if "dtype" in values:
+            values["dtype"] = values["dtype"].value
+        return {"model_file": values}
 
     def key(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -101,62 +148,32 @@ class ModelFile:
     def from_dict(cls, data: dict[str, Any]) -> ModelFile:
         return cls(**data["model_file"])
 
-    # Building and loading.
-    def build(self) -> nn.Module:
-        """A fresh module (the file's own initialisation), wrapped to [0, 1] when its data range is not 1."""
-        factory = _import_factory(Path(self.path), self.factory)
+    # The recipe's first step and its checkpoint (spaces.recipe applies the rest).
+    def construct(self) -> nn.Module:
+        """The raw network, as the kits' test_demo.py makes it: the file imported with the folder above `models/`
+        on sys.path, `factory(*args)` or `factory(**args)` called; its code runs under `running_user_code`."""
         args = json.loads(self.args)
-        try:
-            model = factory(*args) if isinstance(args, list) else factory(**args)
-        except Exception as error:  # the user's constructor: any failure is reported in one line
-            raise ModelFileError(_constructor_failure(self, error)) from None
+        with running_user_code(cpu_shim=self.cpu_shim):
+            factory = _import_factory(Path(self.path), self.factory, cpu_shim=self.cpu_shim)
+            try:
+                model = factory(*args) if isinstance(args, list) else factory(**args)
+            except Exception as error:  # the user's constructor: any failure is reported in one line
+                raise ModelFileError(f"{self.label}: {self.factory}(...) raised "
+                                     f"{failure(error, cpu_shim=self.cpu_shim)}") from None
         if not isinstance(model, nn.Module):
             raise ModelFileError(f"{self.label}: {self.factory}(...) returned {type(model).__name__}, not a torch module")
-        return model if self.data_range == 1.0 else DataRange(model, self.data_range)
-
-    def load(self) -> nn.Module:
-        """The module with its trained weights (`weights` must be set), in eval mode."""
-        model = self.build()
-        if not self.weights:
-            raise ModelFileError(f"{self.label} has no weights; give a checkpoint (--weights)")
-        inner = model.model if isinstance(model, DataRange) else model
-        state = self.state_dict()
-        try:
-            result = inner.load_state_dict(state, strict=False)
-        except RuntimeError as error:  # shapes that differ: torch lists them one per line
-            mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
-            raise ModelFileError(f"{self.label}: weights {self.weights} do not fit the model: "
-                                 f"{len(mismatches)} shape mismatch(es), e.g. {(mismatches or [''])[0]}") from None
-        if self.strict and (result.missing_keys or result.unexpected_keys):
-            raise ModelFileError(f"{self.label}: weights {self.weights} do not fit the model: "
-                                 f"{_key_summary('missing', result.missing_keys)}"
-                                 f"{_key_summary('unexpected', result.unexpected_keys)}".rstrip("; "))
-        return model.eval()
+        return model
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The checkpoint's state dict: nested entry taken, prefix stripped."""
-        path = Path(self.weights or "")
-        if not path.is_file():
-            raise ModelFileError(f"weights file {path} not found")
-        checkpoint = _torch_load(path)
-        key = self.state_key or next((k for k in NESTED_STATE_KEYS if isinstance(checkpoint, dict)
-                                      and isinstance(checkpoint.get(k), dict)), None)
-        if key is not None:
-            if not isinstance(checkpoint, dict) or key not in checkpoint:
-                raise ModelFileError(f"weights {path} have no entry {key!r}; entries: {_entries(checkpoint)}")
-            checkpoint = checkpoint[key]
-        if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            raise ModelFileError(f"weights {path} hold no state dict of tensors; entries: {_entries(checkpoint)} "
-                                 "(name the entry with --state-key)")
-        prefix = self.strip_prefix
-        if prefix is None and checkpoint and all(k.startswith("module.") for k in checkpoint):
-            prefix = "module."  # saved from DataParallel
-        return {k.removeprefix(prefix) if prefix else k: v for k, v in checkpoint.items()}
+        return read_state_dict(self.weights or "", state_key=self.state_key, strip_prefix=self.strip_prefix)
 
 
 def check_x4(model: nn.Module, *, label: str) -> None:
-    """Raise ModelFileError unless `model` maps a 1x3xHxW input to 1x3x4Hx4W (on CPU, no gradient)."""
-    probe = torch.rand(PROBE_SHAPE)
+    """Raise ModelFileError unless `model` maps a 1x3xHxW fp32 input to a 1x3x4Hx4W fp32 output (no gradient, on
+    the device the model is on). A model that gives or wants half precision is told to say so (its dtype)."""
+    anchor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    probe = torch.rand(PROBE_SHAPE, device=anchor.device if anchor is not None else "cpu")
     was_training = model.training
     model.eval()
     try:
@@ -164,16 +181,18 @@ def check_x4(model: nn.Module, *, label: str) -> None:
             output = model(probe)
     except Exception as error:  # the user's forward
         raise ModelFileError(f"{label}: forward on {'x'.join(map(str, PROBE_SHAPE))} failed: "
-                             f"{type(error).__name__}: {_first_line(error)}") from None
+                             f"{type(error).__name__}: {first_line(error)}{_half_hint(str(error))}") from None
     finally:
         model.train(was_training)
     expected = (1, 3, PROBE_SHAPE[2] * SCALE, PROBE_SHAPE[3] * SCALE)
     if not isinstance(output, torch.Tensor) or tuple(output.shape) != expected:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ModelFileError(f"{label}: output {shape} for input {PROBE_SHAPE}; an x{SCALE} model must give {expected}")
+    if output.dtype != torch.float32:
+        raise ModelFileError(f"{label}: returns {output.dtype} for a float32 input{_half_hint('Half')}")
 
 
-def _import_factory(path: Path, name: str) -> Any:
+def _import_factory(path: Path, name: str, *, cpu_shim: bool) -> Any:
     """Import `name` from the file or package at `path` the way the kits do: the folder above `models/` on sys.path."""
     if not path.exists():
         raise ModelFileError(f"model file {path} not found")
@@ -190,7 +209,7 @@ def _import_factory(path: Path, name: str) -> Any:
         with _on_sys_path(root, top=module_name.split(".")[0]):
             module = importlib.import_module(module_name)
     except Exception as error:  # the user's module: any failure at import is reported in one line
-        raise ModelFileError(f"cannot import {path}: {type(error).__name__}: {_first_line(error)}") from None
+        raise ModelFileError(f"cannot import {path}: {failure(error, cpu_shim=cpu_shim)}") from None
     if not hasattr(module, name):
         defined = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module))
         raise ModelFileError(f"{path} defines no {name!r}; its torch modules: {', '.join(defined) or 'none'}")
@@ -213,34 +232,7 @@ def _on_sys_path(root: Path, *, top: str):
         sys.path.remove(str(root))
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickled objects beyond tensors: the user's own checkpoint, like their code
-        if "weights_only" not in str(error) and "Unsupported" not in str(error):
-            raise ModelFileError(f"cannot read weights {path}: {_first_line(error)}") from None
-        logger.warning("weights %s hold pickled Python objects; loading them with weights_only=False", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _constructor_failure(ref: ModelFile, error: Exception) -> str:
-    text = f"{type(error).__name__}: {_first_line(error)}"
-    if not torch.cuda.is_available() and ("cuda" in text.lower() or "nvidia" in text.lower()):
-        return (f"{ref.label}: the constructor calls CUDA ({text}) and this machine has no CUDA device; "
-                "run it on a GPU machine or remove the .cuda() calls from the model file")
-    return f"{ref.label}: {ref.factory}(...) raised {text}"
-
-
-def _key_summary(kind: str, keys: list[str], shown: int = 6) -> str:
-    if not keys:
+def _half_hint(message: str) -> str:
+    if "half" not in message.lower():
         return ""
-    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
-    return f"{len(keys)} {kind} key(s) {', '.join(keys[:shown])}{more}; "
-
-
-def _entries(checkpoint: Any) -> str:
-    return ", ".join(map(str, list(checkpoint)[:8])) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]
+    return "; a model written for half precision must say so: --dtype fp16 (a kit manifest's dtype column: float16)"

@@ -108,7 +108,7 @@ def test_fvcore_counter_on_the_2024_kits_baseline_gives_its_published_flops():
     from evaluators.counter import count_complexity
     from spaces import get_entry
     entry = get_entry(KITS, "2024:0")
-    report = count_complexity(entry.model.build(), counter=Counter.FVCORE)
+    report = count_complexity(build_model(entry.model), counter=Counter.FVCORE)
     assert round(report.flops_g, 2) == entry.published["flops_g"] == 19.67
     assert report.params == 317_218 and round(report.activations_m, 2) == entry.published["activations_m"]
 
@@ -142,11 +142,11 @@ def test_unknown_edition_on_the_command_line_is_one_error_line(capsys):
 def test_fvcore_counter_on_the_2025_baselines_kit_module_gives_its_published_flops():
     from evaluators.counter import count_complexity
     from spaces import get_entry
-    official = count_complexity(get_entry(KITS, "2022:1").model.build(), counter=Counter.FVCORE)
+    official = count_complexity(build_model(get_entry(KITS, "2022:1").model), counter=Counter.FVCORE)
     ours = count_complexity(inference_form(build_model(get_reference("efdn"))), counter=Counter.FVCORE)
     assert round(official.flops_g, 2) == round(ours.flops_g, 2) == get_edition(2025).baseline_figures.flops_g == 16.70
     assert official.params == ours.params == 276_192
     # The 2022 counter, as the 2022 kit published EFDN: 16.73 G, 111.12 M activations, 65 convs.
     official, ours = (count_complexity(model, counter=Counter.NTIRE2022) for model in (
-        get_entry(KITS, "2022:1").model.build(), inference_form(build_model(get_reference("efdn")))))
+        build_model(get_entry(KITS, "2022:1").model), inference_form(build_model(get_reference("efdn")))))
     assert official == ours and round(ours.flops_g, 2) == 16.73 and ours.convs == 65

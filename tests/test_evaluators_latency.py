@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from evaluators.device import place
 from evaluators.latency import (
     CPU_INPUT_SHAPE,
     CUDA_INPUT_SHAPE,
@@ -16,6 +17,7 @@ from evaluators.latency import (
     measure_latency,
     measure_relative_latency,
 )
+from evaluators.memory import measure_memory
 
 FAST = dict(input_shape=(3, 8, 8), warmup=1, repeats=4)
 # Timing comparisons run single-threaded: on a loaded machine a 2-thread OpenMP region can stall for
@@ -59,6 +61,35 @@ def test_the_callers_model_is_untouched():
     measure_latency(model, dtype="bf16", channels_last=True, **FAST)
     assert model.training
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
+
+
+class OwnTo(nn.Module):
+    """A model file's pattern: a .to() of its own (device only) and a weight_norm weight deepcopy refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny()
+        self.net[0] = nn.utils.weight_norm(self.net[0])
+        self.moved_to = []
+
+    def to(self, device):
+        self.moved_to.append(device)
+        return super().to(device)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_an_fp32_model_is_timed_in_place_without_a_copy_or_a_keyword_to():
+    model = OwnTo().train()
+    report = measure_latency(model, **FAST, **ONE_THREAD)
+    memory = measure_memory(model, device="cpu", input_shape=(3, 8, 8))
+    assert report.median_ms > 0 and memory.peak_mb > 0
+    assert model.moved_to == [] and model.training  # already on the device; its training flags put back
+    assert place(model, torch.device("meta")) is model and model.moved_to == [torch.device("meta")]
+    with pytest.raises(ValueError, match="cannot be copied to run it in torch.bfloat16.*measure it in fp32"):
+        measure_latency(OwnTo(), dtype="bf16", **FAST)
 
 
 def test_bf16_and_channels_last_run_on_cpu():

@@ -12,7 +12,7 @@ from evaluators.latency import lock_path
 from evaluators.memory import measure_memory
 from evaluators.profile import format_profile_table, profile_models
 
-KEYS = {"name", "params", "flops_g", "activations_m", "convs", "latency_ms", "latency_ratio", "memory_mb",
+KEYS = {"name", "params", "flops_g", "activations_m", "convs", "input_dependent", "latency_ms", "latency_ratio", "memory_mb",
         "memory_method", "memory_input_shape", "settings"}
 SETTINGS = {"device", "dtype", "latency_input_shape", "complexity_input_shape", "repeats", "warmup", "rounds",
             "threads", "channels_last", "cudnn_benchmark", "tf32", "timer", "flops_counter"}

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from spaces import DataRange, ModelFile, ModelFileError, build_model, check_x4
+from spaces import DataRange, ModelFile, ModelFileError, build_model, check_x4, prepare
 from spaces.resolve import ModelOptions, resolve_architecture
 
 REPO = Path(__file__).resolve().parents[1]
 KIT = REPO.parent / "shared" / "ntire-kits"
+CPU = torch.device("cpu")
 
 MODEL_FILE = '''
 import torch
@@ -57,7 +58,7 @@ def layout(tmp_path):
     (tmp_path / "model_zoo").mkdir()
     torch.manual_seed(0)
     spec = ModelFile(path=str(tmp_path / "models" / "tiny.py"), factory="Net", args='{"nf": 8}')
-    weights = {"params": {f"module.{k}": v for k, v in spec.build().state_dict().items()}}
+    weights = {"params": {f"module.{k}": v for k, v in build_model(spec).state_dict().items()}}
     torch.save(weights, tmp_path / "model_zoo" / "tiny.pth")
     return tmp_path
 
@@ -68,7 +69,7 @@ def model_file(layout, factory="Net", **fields):
 
 def test_a_model_file_builds_and_loads_a_nested_prefixed_checkpoint(layout):
     spec = model_file(layout, args='{"nf": 8}', weights=str(layout / "model_zoo" / "tiny.pth"))
-    model = spec.load()
+    model = prepare(spec, device=CPU).model
     saved = torch.load(layout / "model_zoo" / "tiny.pth")["params"]
     assert all(torch.equal(model.state_dict()[k], saved[f"module.{k}"]) for k in model.state_dict())
     check_x4(model, label="tiny")
@@ -77,7 +78,7 @@ def test_a_model_file_builds_and_loads_a_nested_prefixed_checkpoint(layout):
 
 def test_the_data_range_wrapper_runs_a_0_255_model_on_0_1_images(layout):
     spec = model_file(layout, data_range=255)
-    model = spec.build()
+    model = build_model(spec)
     assert isinstance(model, DataRange)
     x = torch.rand(1, 3, 8, 8)
     assert torch.allclose(model(x), model.model(x * 255) / 255)
@@ -86,29 +87,29 @@ def test_the_data_range_wrapper_runs_a_0_255_model_on_0_1_images(layout):
 @pytest.mark.parametrize("factory, fields, fragment", [
     ("Missing", {}, "defines no 'Missing'; its torch modules: Broken, NeedsGpu, Net, Wrong"),
     ("Broken", {}, "Broken(...) raised RuntimeError: bad hyper-parameters"),
-    ("NeedsGpu", {}, "the constructor calls CUDA"),
+    ("NeedsGpu", {}, "the code calls CUDA and this machine has no CUDA device; --cpu-shim"),
 ])
 def test_bad_model_files_give_one_clear_line(layout, factory, fields, fragment):
     if factory == "NeedsGpu" and torch.cuda.is_available():
         pytest.skip("the machine has CUDA: the constructor works")
     with pytest.raises(ModelFileError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
-        model_file(layout, factory=factory, **fields).build()
+        build_model(model_file(layout, factory=factory, **fields))
 
 
 def test_a_model_that_is_not_x4_is_refused(layout):
     with pytest.raises(ModelFileError, match=r"output \(1, 3, 64, 64\).*must give \(1, 3, 128, 128\)"):
-        check_x4(model_file(layout, factory="Wrong").build(), label="wrong")
+        check_x4(build_model(model_file(layout, factory="Wrong")), label="wrong")
 
 
 def test_weights_that_do_not_fit_list_their_keys(layout):
     torch.save({"head.weight": torch.zeros(1)}, layout / "model_zoo" / "bad.pth")
     with pytest.raises(ModelFileError, match=r"missing key\(s\) head.bias.*unexpected|size mismatch|do not fit"):
-        model_file(layout, weights=str(layout / "model_zoo" / "bad.pth")).load()
+        prepare(model_file(layout, weights=str(layout / "model_zoo" / "bad.pth")), device=CPU)
 
 
 def test_a_missing_file_and_a_malformed_spec_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="not found"):
-        ModelFile(path=str(tmp_path / "nope.py"), factory="Net").build()
+        build_model(ModelFile(path=str(tmp_path / "nope.py"), factory="Net"))
     with pytest.raises(ModelFileError, match="path/to/file.py:Factory"):
         ModelFile.parse("models/x.py:")
     with pytest.raises(ModelFileError, match="not JSON"):
@@ -133,7 +134,7 @@ def test_evaluate_and_profile_a_model_file(layout, tmp_path):
                "--input", "3x16x24")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
-    assert record["params"] == sum(p.numel() for p in model_file(layout).build().parameters())
+    assert record["params"] == sum(p.numel() for p in build_model(model_file(layout)).parameters())
     assert 5 < record["psnr"] < 40 and record["bicubic_psnr"] > 25 and record["memory_images"] == 2
     done = run("run_search.py", "profile", spec, "imdn", "--input", "3x16x24", "--repeats", "5")
     assert done.returncode == 0 and "tiny:Net" in done.stdout, done.stderr
@@ -163,7 +164,7 @@ def test_kit_entries_load_with_their_recipe_and_score_as_published_order():
     from spaces import get_entry
     from train_proxy import validation_psnr
     data = load_dataset(None)
-    psnr = {name: validation_psnr(get_entry(KIT, name).model.load(), data.valid, device="cpu")
+    psnr = {name: validation_psnr(prepare(get_entry(KIT, name).model, device=CPU).model, data.valid, device="cpu")
             for name in ("2022:-1", "2022:4", "2022:8")}  # IMDN, RLFN (data range 255, ...), a broken entry
     assert psnr["2022:-1"] == pytest.approx(29.56, abs=0.01) and psnr["2022:4"] == pytest.approx(29.48, abs=0.01)
     assert psnr["2022:8"] < 27.92  # under bicubic: the broken submission the kit README describes

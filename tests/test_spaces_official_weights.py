@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from evaluators.complexity import count_params
-from spaces import build_model, get_entry, get_reference
+from spaces import build_model, get_entry, get_reference, prepare
 from spaces.official_weights import OFFICIAL, load_official, official_state_dict, rename_official_keys
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "ntire-kits"
@@ -20,40 +21,37 @@ pytestmark = [
 IMAGE = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(1))
 
 
-def kit_module(name: str, monkeypatch: pytest.MonkeyPatch) -> nn.Module:
-    """The kit's own module with its weights and data range; `.cuda()` is the identity so SPAN builds on CPU."""
-    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *args, **kwargs: self)
-    monkeypatch.setattr(nn.Module, "cuda", lambda self, *args, **kwargs: self)
-    module = get_entry(KIT, OFFICIAL[name].entry).model.load()
-    monkeypatch.undo()
-    return module
+def kit_module(name: str) -> nn.Module:
+    """The kit's own module through its recipe (weights, data range); the CPU shim lets SPAN build on CPU."""
+    entry = get_entry(KIT, OFFICIAL[name].entry)
+    return prepare(dataclasses.replace(entry.model, cpu_shim=True), device=torch.device("cpu")).model
 
 
-def outputs(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.Tensor, torch.Tensor]:
-    official, ours = kit_module(name, monkeypatch), load_official(name, kit_dir=KIT)
+def outputs(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    official, ours = kit_module(name), load_official(name, kit_dir=KIT)
     with torch.no_grad():
         return official(IMAGE), ours(IMAGE)
 
 
 @pytest.mark.parametrize("name", ["imdn", "rfdn", "rlfn", "rlfn_prune"])
-def test_official_weights_reproduce_the_kit_module_bit_for_bit(name, monkeypatch):
-    official, ours = outputs(name, monkeypatch)
+def test_official_weights_reproduce_the_kit_module_bit_for_bit(name):
+    official, ours = outputs(name)
     assert torch.equal(official, ours)
     assert 0.3 < ours.mean() < 0.7  # a [0, 1] image, not a 0-255 one
 
 
-def test_efdn_reproduces_the_kit_module_bit_for_bit_within_its_output_clamp(monkeypatch):
+def test_efdn_reproduces_the_kit_module_bit_for_bit_within_its_output_clamp():
     # EFDN clamps its output to [0, 1]; our networks leave that to the PSNR's conversion to uint8.
-    official, ours = outputs("efdn", monkeypatch)
+    official, ours = outputs("efdn")
     assert (ours < 0).any() and (ours > 1).any()  # the clamp is all that differs, and it matters here
     assert torch.equal(official, ours.clamp(0, 1))
     assert count_params(load_official("efdn", kit_dir=KIT)) == 276_192  # published 0.276 M
 
 
-def test_span_reproduces_the_kit_module_up_to_its_folded_input_gain(monkeypatch):
+def test_span_reproduces_the_kit_module_up_to_its_folded_input_gain():
     # SPAN multiplies its mean-subtracted input by 255 inside the network; our config folds that factor into
     # the head conv's weight, which rounds differently (about 5e-5 on a [0, 1] output).
-    official, ours = outputs("span", monkeypatch)
+    official, ours = outputs("span")
     assert (official - ours).abs().max() < 1e-4
     mse = torch.mean((official - ours).double() ** 2)
     assert 10 * torch.log10(1 / mse) > 90  # dB: far beyond any PSNR difference that matters
@@ -70,12 +68,12 @@ def test_the_config_carries_the_entry_data_range_and_nothing_else_changes(name, 
     assert count_params(build_model(config)) == count_params(build_model(reference))
 
 
-def test_rfdn_at_data_range_one_is_a_different_network(monkeypatch):
+def test_rfdn_at_data_range_one_is_a_different_network():
     config, state = official_state_dict("rfdn", kit_dir=KIT)
     wrong = build_model(config.replace(input_scale=1.0))
     wrong.load_state_dict(state)
     with torch.no_grad():
-        assert (wrong.eval()(IMAGE) - kit_module("rfdn", monkeypatch)(IMAGE)).abs().max() > 0.1
+        assert (wrong.eval()(IMAGE) - kit_module("rfdn")(IMAGE)).abs().max() > 0.1
 
 
 def test_esa_convs_are_mapped_by_name_not_by_shape_order():

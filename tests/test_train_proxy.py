@@ -83,7 +83,7 @@ class _Broken(nn.Module):
 
 
 def test_nan_output_is_a_failed_result(data, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train_proxy, "build_model", lambda config: _Broken())
+    monkeypatch.setattr(train_proxy, "build_model", lambda config, device: _Broken())
     result = train(TINY, data=data, budget="smoke", seed=0, device="cpu")
     assert result.status == "failed" and result.iterations == 0
     assert "validation image chelsea is not finite" in result.reason
@@ -91,10 +91,10 @@ def test_nan_output_is_a_failed_result(data, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_out_of_memory_is_a_failed_result_other_errors_propagate(data, monkeypatch: pytest.MonkeyPatch) -> None:
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-    monkeypatch.setattr(train_proxy, "build_model", lambda config: _Broken(oom))
+    monkeypatch.setattr(train_proxy, "build_model", lambda config, device: _Broken(oom))
     result = train(TINY, data=data, budget="smoke", seed=0, device="cpu")
     assert result.status == "failed" and result.reason.startswith("out of memory at step 1")
-    monkeypatch.setattr(train_proxy, "build_model", lambda config: _Broken(RuntimeError("shape mismatch")))
+    monkeypatch.setattr(train_proxy, "build_model", lambda config, device: _Broken(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         train(TINY, data=data, budget="smoke", seed=0, device="cpu")
 
@@ -118,7 +118,7 @@ class _OutOfMemoryMidStep(nn.Module):
 def test_memory_is_released_only_once_the_failed_steps_activations_are_gone(data, monkeypatch) -> None:
     """empty_cache() inside the except block released nothing: the traceback still held the step's tensors."""
     model = _OutOfMemoryMidStep()
-    monkeypatch.setattr(train_proxy, "build_model", lambda config: model)
+    monkeypatch.setattr(train_proxy, "build_model", lambda config, device: model)
     seen = []
 
     def release(device: torch.device) -> None:

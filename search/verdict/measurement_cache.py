@@ -23,7 +23,7 @@ import train_proxy
 from data import SRDataset
 from evaluators.complexity import count_params
 from evaluators.counter import Counter, count_complexity
-from spaces import Architecture, ModelFile, build_model, check_x4, inference_form
+from spaces import Architecture, ModelFile, build_model, check_x4, measured_form, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,9 @@ def measure_architecture(arch: Architecture, *, data: SRDataset, budget: train_p
 
 
 def count_activations_m(arch: Architecture) -> float:
-    """The architecture's activations [M] in its inference form, as every edition's kit counts them."""
-    return count_complexity(inference_form(build_model(arch)), counter=Counter.NTIRE2022).activations_m
+    """The architecture's activations [M] as every edition's kit counts them (inference form; a model file after its
+    recipe)."""
+    return count_complexity(measured_form(arch).model, counter=Counter.NTIRE2022).activations_m
 
 
 def official_psnr(arch: ModelFile, *, data: SRDataset, cache: MeasurementCache) -> float:
@@ -107,7 +108,8 @@ def official_psnr(arch: ModelFile, *, data: SRDataset, cache: MeasurementCache) 
            "data": data.to_dict(), "torch": torch.__version__.split("+")[0]}
     record = cache.get(key)
     if record is None:
-        record = {"psnr": train_proxy.validation_psnr(arch.load(), data.valid, device="cpu")}
+        record = {"psnr": train_proxy.validation_psnr(prepare(arch, device=torch.device("cpu")).model, data.valid,
+                                                      device="cpu")}
         cache.put(key, record)
     return record["psnr"]
 
