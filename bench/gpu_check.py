@@ -79,6 +79,7 @@ def profile(context: Context) -> dict[str, Any]:
     from evaluators.cuda import native_bf16
     from evaluators.latency import resolve_dtype
     from evaluators.memory import measure_memory
+    from evaluators.counter import Counter
     from evaluators.profile import profile_models
     from spaces import build_model, get_reference, inference_form
 
@@ -94,7 +95,8 @@ def profile(context: Context) -> dict[str, Any]:
             result["dtypes"][dtype] = "refused: emulated on this GPU"
             continue
         with _lock_dir(context):
-            records = profile_models(models, reference=imdn, device=context.device, dtype=dtype)
+            records = profile_models(models, reference=imdn, counter=Counter.NTIRE2022, device=context.device,
+                                     dtype=dtype)
         memory = [measure_memory(imdn, device=context.device, input_shape=None, dtype=dtype).peak_mb for _ in range(3)]
         alive = torch.empty(1024**3, dtype=torch.uint8, device=context.device)  # 1 GiB of someone else's tensors
         memory.append(measure_memory(imdn, device=context.device, input_shape=None, dtype=dtype).peak_mb)
