@@ -14,7 +14,6 @@ rerunning with a larger budget continues the ladder, and nothing stored is train
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -253,4 +252,4 @@ def next_rung_minutes(study: optuna.Study, *, objective: TrialObjective, number:
     if rung > ladder.max_rung:
         return None
     seconds = training_estimate(study, objective=objective, ladder=ladder, number=number, rung=rung)
-    return NextStep(number, rung, seconds / 60.0 if math.isfinite(seconds) else math.nan)
+    return NextStep(number, rung, seconds / 60.0)

@@ -17,6 +17,7 @@ import optuna
 REFERENCE_PREFIX = "reference:"
 PROMOTION_SECONDS = "promotion_seconds"
 _RUNG_TRIAL = re.compile(r"rung(\d+):trial(\d+)$")
+_RUNG_CALIBRATION = re.compile(r"rung(\d+):calibration$")
 
 
 def reference_records(study: optuna.Study) -> dict[str, dict[str, Any]]:
@@ -51,7 +52,7 @@ def rung_calibrations(study: optuna.Study) -> dict[int, dict[str, Any]]:
     """rung -> the predictor fitted there (as stored), for the rungs this study reached."""
     found = {0: study.user_attrs["calibration"]} if "calibration" in study.user_attrs else {}
     for key, value in study.user_attrs.items():
-        match = re.match(r"rung(\d+):calibration$", key)
+        match = _RUNG_CALIBRATION.match(key)
         if match:
             found[int(match[1])] = value
     return dict(sorted(found.items()))
