@@ -1,6 +1,7 @@
 """Promotion: settle the verdict of the candidates that could win by training them longer, rung by rung.
 
-After the trials, the undecided candidates ranked ahead of the best feasible one (every candidate that keeps the
+After the trials (and, with several workers, as soon as one has no trial left to start while the others' run),
+the undecided candidates ranked ahead of the best feasible one (every candidate that keeps the
 floor while none is feasible) climb the ladder (`search.verdict.rungs`), best-ranked first: one is trained from
 scratch at reduction_factor times the steps, the references and the calibration points of that rung are measured
 (read from the study, the shipped points or the machine's cache when they were measured before), the rung's
@@ -8,7 +9,8 @@ predictor is fitted, and the candidate gets that rung's verdict, which replaces 
 recorded). It goes on until the best-ranked candidate that keeps the floor is feasible, or none ahead of it can
 climb: the top rung, the rung's share (the top 1/reduction_factor of those that reached the rung below:
 successive halving), or `confirm_minutes` of promotion in this study (`promotion_seconds`, summed over runs:
-rerunning with a larger budget continues the ladder, and nothing stored is trained again).
+rerunning with a larger budget continues the ladder, and nothing stored is trained again). One process of a study
+climbs at a time (the study's "promote" lock), so no rung is trained twice.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import pandas as pd
 
 from search import candidate
 from search.objective import TrialObjective, known_points, store_weights
+from search.report.tables import read_study
 from search.records import (PROMOTION_SECONDS, reference_records, rung_calibration_key, rung_records,
                             rung_reference_key, rung_trial_key)
+from search.trial_gate import StudyLock
+from search.tracks import Track
 from search.verdict import known_quality
 from search.verdict.calibration import ProxyRun, PsnrPredictor, Verdict
 from search.verdict.measurement_cache import MeasurementCache, measurement_key
@@ -65,40 +70,95 @@ def promote(study: optuna.Study, *, objective: TrialObjective, board: pd.DataFra
     is feasible), the best-ranked first, until the best-ranked candidate that keeps the floor is decided, or none
     of those ahead of it can climb: top rung, the rung's share, or the time budget."""
     ladder = ladder_of(objective)
-    allowed_s = objective.settings.confirm_minutes * 60.0
-    outcome = Outcome(ladder, spent_s=float(study.user_attrs.get(PROMOTION_SECONDS, 0.0)))
-    order = [int(n) for n in board.loc[board["name"] == "trial", "number"]]
+    outcome = Outcome(ladder)
+    order = ranked_trials(board)
+    lock = promotion_lock(objective)
     while True:
-        verdicts = current_verdicts(study, order)
-        kept = [n for n in promotion_order(order, verdicts) if verdicts[n]["verdict"] != Verdict.INFEASIBLE.value]
-        if not kept:
-            outcome.stopped = "no candidate keeps the floor at its highest rung"
-            return outcome
-        best = next((i for i, n in enumerate(kept) if verdicts[n]["verdict"] == Verdict.FEASIBLE.value), len(kept))
-        if best == 0:
-            outcome.stopped = f"the winner #{kept[0]} is decided: feasible at rung {verdicts[kept[0]]['rung']}"
-            return outcome
-        blocked = []
-        for number in kept[:best]:  # undecided, and ranked ahead of every feasible candidate
-            rung = verdicts[number]["rung"]
-            why, estimate_s = why_not_climb(study, objective=objective, ladder=ladder, order=order, number=number,
-                                            rung=rung, room_s=allowed_s - outcome.spent_s)
-            if why is None:
-                break
-            blocked.append((number, rung, why, estimate_s))
-        else:
-            leader, rung, why, estimate_s = blocked[0]
-            if estimate_s is not None:
-                outcome.next_step = NextStep(leader, rung + 1, estimate_s / 60.0)
-            outcome.stopped = (f"#{leader} stays {verdicts[leader]['verdict']} at rung {rung}: {why}"
-                               + (f"; the best-ranked decided one is #{kept[best]}, feasible" if best < len(kept)
-                                  else ""))
-            return outcome
-        started = time.monotonic()
-        climb(study, objective=objective, ladder=ladder, number=number, rung=rung + 1, say=say)
-        outcome.spent_s += time.monotonic() - started
-        study.set_user_attr(PROMOTION_SECONDS, outcome.spent_s)
-        outcome.trained.append((number, rung + 1))
+        with lock.held():  # another process of the study (one still running trials) may be promoting too
+            step = next_climb(study, objective=objective, ladder=ladder, order=order)
+            if step.stopped:
+                outcome.stopped, outcome.next_step = step.stopped, step.next_step
+                outcome.spent_s = spent_seconds(study)
+                return outcome
+            climb_and_count(study, objective=objective, ladder=ladder, step=step, say=say)
+        outcome.trained.append((step.number, step.rung))
+
+
+def promote_while_waiting(study: optuna.Study, *, objective: TrialObjective, track: Track, say: Printer) -> bool:
+    """One climb of the candidates ranked so far, by a worker that has no trial to start while others' run
+    (asynchronous successive halving, as ASHA promotes as soon as a rung holds enough runs): True when it trained.
+    Another worker promoting already, or nothing to promote yet: False at once."""
+    if objective.settings.confirm_minutes <= 0:
+        return False
+    with promotion_lock(objective).try_held() as held:
+        if not held:
+            return False
+        _, _, board = read_study(study, track=track, edition=objective.edition)
+        ladder = ladder_of(objective)
+        step = next_climb(study, objective=objective, ladder=ladder, order=ranked_trials(board))
+        if step.stopped:
+            return False
+        say(f"promotion while the last trials run: #{step.number} climbs to rung {step.rung}")
+        climb_and_count(study, objective=objective, ladder=ladder, step=step, say=say)
+        return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """The ladder's next move: trial `number` climbs to `rung`, or it stops (`stopped` says why; `next_step` the
+    training that would come next, when the time budget is what stops it)."""
+
+    number: int = -1
+    rung: int = -1
+    stopped: str = ""
+    next_step: NextStep | None = None
+
+
+def next_climb(study: optuna.Study, *, objective: TrialObjective, ladder: Ladder, order: list[int]) -> Step:
+    """Which of the ranked trials (`order`, best first) climbs next, from what the study holds now."""
+    room_s = objective.settings.confirm_minutes * 60.0 - spent_seconds(study)
+    verdicts = current_verdicts(study, order)
+    kept = [n for n in promotion_order(order, verdicts) if verdicts[n]["verdict"] != Verdict.INFEASIBLE.value]
+    if not kept:
+        return Step(stopped="no candidate keeps the floor at its highest rung")
+    best = next((i for i, n in enumerate(kept) if verdicts[n]["verdict"] == Verdict.FEASIBLE.value), len(kept))
+    if best == 0:
+        return Step(stopped=f"the winner #{kept[0]} is decided: feasible at rung {verdicts[kept[0]]['rung']}")
+    blocked = []
+    for number in kept[:best]:  # undecided, and ranked ahead of every feasible candidate
+        rung = verdicts[number]["rung"]
+        why, estimate_s = why_not_climb(study, objective=objective, ladder=ladder, order=order, number=number,
+                                        rung=rung, room_s=room_s)
+        if why is None:
+            return Step(number=number, rung=rung + 1)
+        blocked.append((number, rung, why, estimate_s))
+    leader, rung, why, estimate_s = blocked[0]
+    return Step(stopped=(f"#{leader} stays {verdicts[leader]['verdict']} at rung {rung}: {why}"
+                         + (f"; the best-ranked decided one is #{kept[best]}, feasible" if best < len(kept) else "")),
+                next_step=None if estimate_s is None else NextStep(leader, rung + 1, estimate_s / 60.0))
+
+
+def climb_and_count(study: optuna.Study, *, objective: TrialObjective, ladder: Ladder, step: Step,
+                    say: Printer) -> None:
+    """climb(), its time added to the study's promotion time (read again: other processes add theirs)."""
+    started = time.monotonic()
+    climb(study, objective=objective, ladder=ladder, number=step.number, rung=step.rung, say=say)
+    study.set_user_attr(PROMOTION_SECONDS, spent_seconds(study) + time.monotonic() - started)
+
+
+def spent_seconds(study: optuna.Study) -> float:
+    """Promotion time spent in this study, over all its runs and processes."""
+    return float(study.user_attrs.get(PROMOTION_SECONDS, 0.0))
+
+
+def ranked_trials(board: pd.DataFrame) -> list[int]:
+    """The leaderboard's trial numbers, best-ranked first (references left out)."""
+    return [int(n) for n in board.loc[board["name"] == "trial", "number"]]
+
+
+def promotion_lock(objective: TrialObjective) -> StudyLock:
+    settings = objective.settings
+    return StudyLock(settings.storage_url, settings.name, purpose="promote")
 
 
 def why_not_climb(study: optuna.Study, *, objective: TrialObjective, ladder: Ladder, order: list[int], number: int,

@@ -17,7 +17,6 @@ import torch
 
 import train_proxy
 from data import load_dataset
-from editions import Edition
 from evaluators.device import resolve_device
 from evaluators.latency import resolve_dtype
 from search import candidate
@@ -27,12 +26,12 @@ from search.progress import Printer
 from search.promotion import next_rung_minutes, promote
 from search.report.html import write_report
 from search.report.plots import write_plots
-from search.report.tables import format_leaderboard, leaderboard, references_frame, trials_frame, write_tables
+from search.report.tables import format_leaderboard, read_study, write_tables
 from search.settings import SearchSettings
 from search.study import (check_writable_storage, done_trials, make_storage, open_study, prepare_storage_folder,
                           study_space)
 from search.trial_loop import optimize
-from search.tracks import Track, get_track
+from search.tracks import get_track
 from search.records import PROMOTION_SECONDS, rung_calibrations
 from search.verdict.calibration import PsnrPredictor, Verdict
 from search.verdict.rungs import Ladder
@@ -230,14 +229,6 @@ def finish(settings: SearchSettings, *, say: Printer, study: optuna.Study | None
     if refused is not None:
         raise refused
     return RunSummary(settings.name, len(frame), int(frame["feasible"].sum()), winner, [*files, report])
-
-
-def read_study(study: optuna.Study, *, track: Track, edition: Edition) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                                              pd.DataFrame]:
-    """(trials, references, leaderboard) as the storage holds them now."""
-    frame = trials_frame(study, track)
-    references = references_frame(study)
-    return frame, references, leaderboard(frame, references, track, edition=edition)
 
 
 def choose_winner(board: pd.DataFrame) -> tuple[int | None, str | None]:

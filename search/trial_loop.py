@@ -13,10 +13,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.objective import make_objective
+from search.promotion import promote_while_waiting
 from search.progress import Printer, progress_line, tail_seconds
 from search.settings import SearchSettings
 from search.study import done_trials
 from search.trial_gate import BoundedStudy, StudyFull, StudyLock
+from search.tracks import get_track
 
 MAX_FAILURES_IN_A_ROW = 5
 
@@ -55,9 +57,12 @@ def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, dat
 
     guard = ctrl_c or CtrlC()
     deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    track = get_track(settings.track, settings.rules)
     bounded = BoundedStudy(study, target=target, lock=StudyLock(settings.storage_url, settings.name),
                            claim=objective.claim,
-                           stop=lambda: guard.pending or (deadline is not None and time.monotonic() >= deadline))
+                           stop=lambda: guard.pending or (deadline is not None and time.monotonic() >= deadline),
+                           idle=guard.inside(lambda: promote_while_waiting(study, objective=objective, track=track,
+                                                                           say=say)))
     install = ctrl_c is None and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, guard) if install else None
     try:
@@ -106,15 +111,16 @@ class CtrlC:
         if self.pending:
             self.fire()
 
-    def inside(self, objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
-        """`objective`, where Ctrl-C is raised at once (a held one first)."""
+    def inside(self, work: Callable[..., Any]) -> Callable[..., Any]:
+        """`work` (a trial's objective, or a promotion while the worker waits for room), where Ctrl-C is raised at
+        once (a held one first)."""
 
-        def run(trial: optuna.Trial) -> Any:
+        def run(*args: Any) -> Any:
             self.between_trials = False
             try:
                 if self.pending:
                     self.fire()
-                return objective(trial)
+                return work(*args)
             finally:
                 self.between_trials = True
 

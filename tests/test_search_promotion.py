@@ -12,6 +12,7 @@ from evaluators.device import resolve_device
 import search.promotion as promotion
 from search.runner import rerun_command
 from search.settings import SearchSettings
+from search.trial_gate import StudyLock
 from train_proxy import get_budget
 
 
@@ -26,7 +27,10 @@ def study_of(verdicts):
 
 
 def objective(**settings):
-    return SimpleNamespace(settings=SearchSettings(budget="smoke", **settings), budget=get_budget("smoke"))
+    """What promotion reads of a TrialObjective; an in-memory storage takes no promotion lock unless one is given."""
+    settings = {"storage": "sqlite:///:memory:", **settings}
+    return SimpleNamespace(settings=SearchSettings(budget="smoke", **settings), budget=get_budget("smoke"),
+                           edition=None)
 
 
 @pytest.fixture
@@ -103,6 +107,27 @@ def test_when_the_leader_cannot_climb_in_time_the_next_one_may_decide_the_winner
     assert outcome.stopped.startswith("#0 stays uncertain at rung 1: the promotion budget")
     assert outcome.stopped.endswith("the best-ranked decided one is #1, feasible")
     assert outcome.next_step == promotion.NextStep(0, 2, 50.0)
+
+
+def test_a_worker_with_no_trial_to_start_climbs_one_rung_when_no_other_promotes(outcomes, monkeypatch, tmp_path):
+    """With several workers, promotion starts as soon as a worker waits for the others' last trials (ASHA); one
+    process climbs at a time, and the promotion after the trials goes on from where the workers left it."""
+    planned, trained = outcomes
+    study, board = study_of(["uncertain"] * 8)
+    planned.update({(0, 1): "uncertain", (0, 2): "feasible"})
+    monkeypatch.setattr(promotion, "read_study", lambda study, **kw: (None, None, board))
+    worker = objective(confirm_minutes=10, storage=f"journal:{tmp_path / 'study.journal'}")
+    waiting = dict(study=study, objective=worker, track=None, say=print)
+
+    with StudyLock(worker.settings.storage_url, worker.settings.name, purpose="promote").held():  # another promotes
+        assert promotion.promote_while_waiting(**waiting) is False
+    assert trained == []
+    assert promotion.promote_while_waiting(**waiting) is True and trained == [(0, 1)]  # one climb, then it asks again
+    assert promotion.promote_while_waiting(**{**waiting, "objective": objective(confirm_minutes=0)}) is False
+    outcome = promotion.promote(study, objective=worker, board=board, say=print)
+    assert trained == [(0, 1), (0, 2)] and "decided: feasible at rung 2" in outcome.stopped
+    planned.clear()  # decided: a waiting worker has nothing left to train
+    assert promotion.promote_while_waiting(**waiting) is False and len(trained) == 2
 
 
 def test_no_promotion_budget_trains_nothing(outcomes):

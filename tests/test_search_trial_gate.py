@@ -91,3 +91,39 @@ def test_a_full_study_starts_nothing(tmp_path):
     with pytest.raises(StudyFull, match="1 of 1 trials done"):
         bounded(study, url, target=1).ask()
     assert len(study.get_trials()) == 1
+
+
+def test_a_worker_without_room_does_other_work_meanwhile(tmp_path):
+    """While the last trial runs elsewhere, the waiting worker's `idle` work (promotion) runs; True asks again at
+    once, without sleeping."""
+    url, study = journal_study(tmp_path)
+    started, calls = threading.Event(), []
+
+    def slow(trial: optuna.Trial) -> float:
+        started.set()
+        time.sleep(0.6)
+        return 1.0
+
+    first = threading.Thread(target=run, args=(bounded(study, url, target=1), slow))
+    first.start()
+    assert started.wait(timeout=60)
+    waiting = bounded(study, url, target=1)
+    waiting.poll_s = 10.0  # a sleep would outlast the test: only `idle` returning True keeps it asking
+    waiting.idle = lambda: calls.append(time.monotonic()) or (time.sleep(0.05) or True)
+    run(waiting, lambda trial: 1.0)
+    first.join(timeout=60)
+    assert len(calls) >= 3  # asked again and again while the first trial ran
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+def test_try_held_goes_on_without_a_lock_another_holds(tmp_path):
+    url, study = journal_study(tmp_path)
+    mine, theirs = (StudyLock(url, "gate", purpose="promote") for _ in range(2))
+    asking = StudyLock(url, "gate")
+    with theirs.held():
+        with mine.try_held() as got:
+            assert got is False
+        with asking.try_held() as got:
+            assert got is True  # another purpose, another lock
+    with mine.try_held() as got:
+        assert got is True

@@ -39,6 +39,14 @@ def trials_frame(study: optuna.Study, track: Track) -> pd.DataFrame:
     return frame
 
 
+def read_study(study: optuna.Study, *, track: Track, edition: Edition) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                              pd.DataFrame]:
+    """(trials, references, leaderboard) as the storage holds them now."""
+    frame = trials_frame(study, track)
+    references = references_frame(study)
+    return frame, references, leaderboard(frame, references, track, edition=edition)
+
+
 def with_rungs(frame: pd.DataFrame, promoted: dict[int, dict[int, dict[str, Any]]]) -> pd.DataFrame:
     """`frame` with each promoted trial's verdict and interval taken from its highest rung."""
     frame = frame.assign(rung=0, rung_psnr=frame["psnr"], verdicts=[f"r0 {v}" if v else "" for v in frame["verdict"]])
