@@ -35,6 +35,7 @@ from search.verdict import known_quality
 from search.verdict.calibration import CalibrationPoint, ProxyRun, PsnrPredictor, Verdict, fit_predictor
 from search.verdict.measurement_cache import MeasurementCache, measurement_key
 from spaces import Architecture, ArchConfig, SearchSpace, get_reference
+from spaces.official_weights import OFFICIAL
 
 POLL_S = 5.0
 NOT_INHERITED = ("worker", "config", "reference", "duplicate_of", "fail_reason")
@@ -146,11 +147,15 @@ class TrialObjective:
         targets, source = known_quality.reference_targets(data=self.data, published=published,
                                                           validation=self.edition.validation)
         calibrating = {n: records[n] for n in self.edition.calibration_references if n in records}
-        known = self.known_points if points is None else points
+        # A known point of the same network as a reference measured here (IMDN is the 2022 kit's entry -1) would
+        # count it twice and narrow the intervals: the study's own run stands for it.
+        twins = {OFFICIAL[n].entry for n in calibrating if n in OFFICIAL}
+        known = [p for p in (self.known_points if points is None else points) if p.name not in twins]
         fitted = known_quality.reference_points(calibrating, targets, published, source=source) + known
         # The published map relates trained weights' PSNR to the published figure, whatever the proxy's budget:
         # every known network with both figures gives it (a rung's fewer points would give a noisier map).
-        pairs = {p.name: (p.target, p.published) for p in [*self.known_points, *fitted] if p.published is not None}
+        pairs = {p.name: (p.target, p.published) for p in [*self.known_points, *fitted]
+                 if p.published is not None and p.name not in twins}
         return fit_predictor(fitted, floor=self.settings.floor, features=self.settings.predictor,
                              published_points=list(pairs.values()))
 

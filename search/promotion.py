@@ -261,8 +261,9 @@ def rung_predictor(study: optuna.Study, *, objective: TrialObjective, ladder: La
                           bicubic_psnr=objective.bicubic_psnr)
     predictor = objective.fit(records, points=points)
     study.set_user_attr(rung_calibration_key(rung), predictor.to_dict())
-    say(f"  rung {rung} predictor: {len(predictor.points)} calibration points ({len(points)} known, "
-        f"{len(records)} references); {predictor.describe()}")
+    known = len(predictor.points) - len(records)
+    say(f"  rung {rung} predictor: {len(predictor.points)} calibration points ({known} known, {len(records)} "
+        f"references); {predictor.describe()}")
     return predictor
 
 
