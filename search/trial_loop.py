@@ -18,7 +18,6 @@ from search.progress import Printer, progress_line, tail_seconds
 from search.settings import SearchSettings
 from search.study import done_trials
 from search.trial_gate import BoundedStudy, StudyFull, StudyLock
-from search.tracks import get_track
 
 MAX_FAILURES_IN_A_ROW = 5
 
@@ -57,12 +56,11 @@ def optimize(settings: SearchSettings, study: optuna.Study, *, say: Printer, dat
 
     guard = ctrl_c or CtrlC()
     deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
-    track = get_track(settings.track, settings.rules)
     bounded = BoundedStudy(study, target=target, lock=StudyLock(settings.storage_url, settings.name),
                            claim=objective.claim,
                            stop=lambda: guard.pending or (deadline is not None and time.monotonic() >= deadline),
-                           idle=guard.inside(lambda: promote_while_waiting(study, objective=objective, track=track,
-                                                                           say=say)))
+                           idle=guard.inside(lambda: promote_while_waiting(study, objective=objective,
+                                                                           track=objective.track, say=say)))
     install = ctrl_c is None and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, guard) if install else None
     try:
